@@ -1,0 +1,89 @@
+//! A delivery's idempotency key: the sender's id header when it gives one, else the body's hash.
+
+/// Longest key accepted; keys are indexed.
+pub const MAX_KEY_BYTES: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    WebhookId,
+    SvixId,
+    IdempotencyKey,
+    BodySha256,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::WebhookId => "webhook-id",
+            KeySource::SvixId => "svix-id",
+            KeySource::IdempotencyKey => "idempotency-key",
+            KeySource::BodySha256 => "body-sha256",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryKey {
+    value: String,
+    source: KeySource,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the {0} header must be 1 to 256 visible ASCII characters")]
+pub struct InvalidKey(pub &'static str);
+
+impl DeliveryKey {
+    /// The first of `webhook-id`, `svix-id`, `Idempotency-Key` that is present; else `sha256:<hex of body>`.
+    /// A header that is present but empty, overlong or not visible ASCII is refused, not skipped:
+    /// skipping it would silently change which deliveries count as the same.
+    pub fn choose(
+        webhook_id: Option<&[u8]>,
+        svix_id: Option<&[u8]>,
+        idempotency_key: Option<&[u8]>,
+        body_sha256: &[u8; 32],
+    ) -> Result<Self, InvalidKey> {
+        let candidates = [
+            (webhook_id, KeySource::WebhookId),
+            (svix_id, KeySource::SvixId),
+            (idempotency_key, KeySource::IdempotencyKey),
+        ];
+        for (value, source) in candidates {
+            if let Some(v) = value {
+                let ok = !v.is_empty() && v.len() <= MAX_KEY_BYTES && v.iter().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(InvalidKey(source.as_str()));
+                }
+                let value = String::from_utf8(v.to_vec()).map_err(|_| InvalidKey(source.as_str()))?;
+                return Ok(DeliveryKey { value, source });
+            }
+        }
+        Ok(DeliveryKey { value: format!("sha256:{}", hex::encode(body_sha256)), source: KeySource::BodySha256 })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    pub fn source(&self) -> KeySource {
+        self.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_order_and_fallback() {
+        let sha = [7u8; 32];
+        let k = DeliveryKey::choose(Some(b"msg_1"), Some(b"x"), None, &sha).unwrap();
+        assert_eq!((k.as_str(), k.source()), ("msg_1", KeySource::WebhookId));
+        let k = DeliveryKey::choose(None, None, Some(b"idem"), &sha).unwrap();
+        assert_eq!(k.source(), KeySource::IdempotencyKey);
+        let k = DeliveryKey::choose(None, None, None, &sha).unwrap();
+        assert_eq!(k.as_str(), format!("sha256:{}", hex::encode(sha)));
+        assert!(DeliveryKey::choose(Some(b""), None, None, &sha).is_err());
+        assert!(DeliveryKey::choose(Some(b"a b"), None, None, &sha).is_err());
+        assert!(DeliveryKey::choose(Some(&[b'a'; 257]), None, None, &sha).is_err());
+    }
+}

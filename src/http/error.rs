@@ -1,0 +1,120 @@
+//! The one error type of the HTTP surface, mapped once to `application/problem+json` (RFC 9457).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::WriteError;
+
+/// Seconds a sender is asked to wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Unavailable(&'static str, #[source] Option<Box<dyn std::error::Error + Send + Sync>>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::Unavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// A problem document for any status, for the few answers made outside a handler.
+pub fn problem(status: StatusCode, slug: &str, detail: String) -> Response {
+    let body = Problem {
+        kind: format!("urn:ticket-audit:problem:{slug}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+    };
+    let mut res = (status, axum::Json(body)).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug) = self.parts();
+        // Causes are logged, never sent.
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                "the server failed to answer; the error is logged".to_owned()
+            }
+            ApiError::Unavailable(what, cause) => {
+                if let Some(cause) = cause {
+                    tracing::warn!(error = %cause, "{what}");
+                }
+                format!("{what}; retry later")
+            }
+            other => other.to_string(),
+        };
+        let mut res = problem(status, slug, detail);
+        match &self {
+            ApiError::Unavailable(..) => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::Unauthorized(_) => {
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Database(_)
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => ApiError::Internal(Box::new(e)),
+            // Everything else is the connection: timeouts, I/O, a pool that cannot connect.
+            other => ApiError::Unavailable("the database is unavailable", Some(Box::new(other))),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::QueueFull => ApiError::Unavailable("the write queue is full", None),
+            WriteError::Unavailable(cause) => {
+                ApiError::Unavailable("the database is unavailable", Some(Box::new(cause)))
+            }
+            WriteError::Stopped => ApiError::Unavailable("the service is shutting down", None),
+        }
+    }
+}

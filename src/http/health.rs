@@ -1,0 +1,28 @@
+//! Liveness and readiness, open to all.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::problem;
+use super::AppState;
+use crate::store::read::readiness;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready when the database answers and its schema is at least this build's newest migration.
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    let r = readiness(&app.pool).await;
+    let migrated = r.schema_version.is_some_and(|v| v >= r.expected_version);
+    if r.database && migrated {
+        return Json(serde_json::json!({"status": "ready", "database": "ok", "schema_version": r.schema_version}))
+            .into_response();
+    }
+    let detail = if r.database { "the database is not migrated" } else { "the database is unreachable" };
+    let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, "not-ready", detail.into());
+    res.headers_mut().insert(axum::http::header::RETRY_AFTER, super::error::RETRY_AFTER_SECS.into());
+    res.into_response()
+}

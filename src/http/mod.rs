@@ -1,0 +1,144 @@
+//! The HTTP surface: routes, layers, and the extractors every handler shares.
+
+pub mod auth;
+pub mod deliveries;
+pub mod error;
+pub mod health;
+pub mod ingest;
+pub mod pagination;
+pub mod tickets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use self::auth::{ApiAuth, WebhookAuth};
+use self::error::{problem, ApiError};
+use crate::store::Writer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub writer: Writer,
+    pub webhook_auth: WebhookAuth,
+    pub api_auth: ApiAuth,
+    pub max_body_bytes: usize,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let api = Router::new()
+        .route("/tickets", get(tickets::list))
+        .route("/tickets/{name}", get(tickets::one))
+        .route("/tickets/{name}/timeline", get(tickets::timeline))
+        .route("/tickets/{name}/commands", get(tickets::commands))
+        .route("/commands", get(tickets::all_commands))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(deliveries::one))
+        .route("/deliveries/{id}/raw", get(deliveries::raw));
+    Router::new()
+        .route("/webhooks", post(ingest::receive))
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route_layer(middleware::from_fn(record_route))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to answer; the error is logged".into())
+        }))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                // The path only: query strings are the caller's business, and headers may carry tokens.
+                tracing::info_span!("request", method = %req.method(), path = req.uri().path(), route = tracing::field::Empty, request_id = id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn record_route(req: Request, next: Next) -> Response {
+    if let Some(route) = req.extensions().get::<MatchedPath>() {
+        tracing::Span::current().record("route", route.as_str());
+    }
+    next.run(req).await
+}
+
+/// Query parameters, refused with a problem document (and unknown names refused too: a
+/// misspelt filter must not silently return everything).
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(Query)
+            .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))
+    }
+}
+
+/// Path parameters, with rejections as problem documents.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(|e| match e {
+            axum::extract::rejection::PathRejection::FailedToDeserializePathParams(_) => ApiError::NotFound,
+            other => ApiError::BadRequest(other.body_text()),
+        })
+    }
+}
+
+/// RFC 3339 query times, in UTC.
+pub(crate) mod rfc3339_opt {
+    use serde::{Deserialize, Deserializer};
+    use time::OffsetDateTime;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time")))
+    }
+}
+
+/// Times in answers: RFC 3339, UTC.
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a timestamptz formats as RFC 3339")
+}

@@ -1,0 +1,286 @@
+//! Tickets, their timelines and commands, and the command history across tickets.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Reader;
+use super::error::ApiError;
+use super::pagination::{Page, PageParams};
+use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
+use crate::store::read::{self, CommandFilter, CommandRecord, TicketFilter, TicketRecord, TimelineRecord};
+use crate::store::Scope;
+
+#[derive(Debug, Serialize)]
+pub struct Ticket {
+    pub id: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub status: Option<String>,
+    pub tenant_id: Option<String>,
+    pub assignee: Option<Assignee>,
+    pub created_at: Option<String>,
+    /// `CreateTime` as sent, when it was not RFC 3339.
+    pub create_time_text: Option<String>,
+    pub first_seen_at: String,
+    pub last_activity_at: String,
+    pub message_count: i64,
+    pub command_count: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Assignee {
+    pub agent_name: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+impl From<TicketRecord> for Ticket {
+    fn from(r: TicketRecord) -> Self {
+        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        let (agent_name, agent_id) = (s(r.agent_name), s(r.agent_id));
+        let assignee = (agent_name.is_some() || agent_id.is_some()).then_some(Assignee { agent_name, agent_id });
+        Ticket {
+            id: r.name.0.clone(),
+            name: r.name.0,
+            title: s(r.title),
+            status: s(r.status),
+            tenant_id: s(r.tenant_id),
+            assignee,
+            created_at: r.created_at.map(rfc3339),
+            create_time_text: s(r.create_time_text),
+            first_seen_at: rfc3339(r.first_seen_at),
+            last_activity_at: rfc3339(r.last_activity_at),
+            message_count: r.message_count,
+            command_count: r.command_count,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketParams {
+    tenant_id: Option<String>,
+    agent_name: Option<String>,
+    status: Option<String>,
+    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    created_after: Option<time::OffsetDateTime>,
+    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    created_before: Option<time::OffsetDateTime>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Reader(scope): Reader,
+    Query(p): Query<TicketParams>,
+) -> Result<Json<Page<Ticket>>, ApiError> {
+    let page = PageParams { limit: p.limit, cursor: p.cursor };
+    let limit = page.limit()?;
+    let after = match page.after::<(i64, String)>()? {
+        Some((micros, name)) => Some((from_micros(micros)?, name)),
+        None => None,
+    };
+    let filter = TicketFilter {
+        tenant_id: p.tenant_id,
+        agent_name: p.agent_name,
+        status: p.status,
+        created_after: p.created_after,
+        created_before: p.created_before,
+    };
+    let rows = read::list_tickets(&app.pool, &scope, &filter, after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |r| (micros(r.first_seen_at), r.name.0.clone()), Ticket::from)))
+}
+
+pub async fn one(
+    State(app): State<AppState>,
+    Reader(scope): Reader,
+    Path(name): Path<String>,
+) -> Result<Json<Ticket>, ApiError> {
+    visible_ticket(&app, &scope, &name).await.map(|t| Json(t.into()))
+}
+
+async fn visible_ticket(app: &AppState, scope: &Scope, name: &str) -> Result<TicketRecord, ApiError> {
+    read::get_ticket(&app.pool, scope, name).await?.ok_or(ApiError::NotFound)
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    pub id: String,
+    pub seq: i64,
+    pub position: i32,
+    pub at: String,
+    pub delivery_id: i64,
+    #[serde(flatten)]
+    pub what: Happened,
+}
+
+/// What each kind of entry carries.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Happened {
+    TicketCreated { action: Option<String>, status_code: Option<i32> },
+    UserMessage { content: Option<String> },
+    AgentMessage { content: Option<String> },
+    CommandProposed { command: Option<String>, result: Option<String> },
+    CommandExecuted { command: Option<String>, result: Option<String> },
+    Action { action: Option<String>, status_code: Option<i32>, success: bool },
+}
+
+impl From<TimelineRecord> for TimelineEntry {
+    fn from(r: TimelineRecord) -> Self {
+        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        let what = match r.kind.as_str() {
+            "ticket_created" => Happened::TicketCreated { action: s(r.action), status_code: r.status_code },
+            "user_message" => Happened::UserMessage { content: s(r.content) },
+            "agent_message" => Happened::AgentMessage { content: s(r.content) },
+            "command_proposed" => Happened::CommandProposed { command: s(r.command), result: s(r.result) },
+            "command_executed" => Happened::CommandExecuted { command: s(r.command), result: s(r.result) },
+            _ => Happened::Action {
+                action: s(r.action),
+                status_code: r.status_code,
+                success: r.success.unwrap_or(false),
+            },
+        };
+        TimelineEntry {
+            id: format!("{}.{}", r.seq, r.position),
+            seq: r.seq,
+            position: r.position,
+            at: rfc3339(r.at),
+            delivery_id: r.seq,
+            what,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlyPage {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+pub async fn timeline(
+    State(app): State<AppState>,
+    Reader(scope): Reader,
+    Path(name): Path<String>,
+    Query(p): Query<OnlyPage>,
+) -> Result<Json<Page<TimelineEntry>>, ApiError> {
+    let page = PageParams { limit: p.limit, cursor: p.cursor };
+    let limit = page.limit()?;
+    let after = page.after::<(i64, i32)>()?.unwrap_or((0, -1));
+    visible_ticket(&app, &scope, &name).await?;
+    let rows = read::timeline(&app.pool, &name, after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), TimelineEntry::from)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Command {
+    pub id: String,
+    pub ticket: Option<String>,
+    pub tenant_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub agent_id: Option<String>,
+    pub command: String,
+    pub result: Option<String>,
+    pub executed: bool,
+    pub recorded_at: String,
+    pub seq: i64,
+    pub position: i32,
+    pub delivery_id: i64,
+}
+
+impl From<CommandRecord> for Command {
+    fn from(r: CommandRecord) -> Self {
+        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        Command {
+            id: format!("{}.{}", r.seq, r.position),
+            ticket: s(r.ticket_name),
+            tenant_id: s(r.tenant_id),
+            agent_name: s(r.agent_name),
+            agent_id: s(r.agent_id),
+            command: r.command.0,
+            result: s(r.result),
+            executed: r.executed,
+            recorded_at: rfc3339(r.recorded_at),
+            seq: r.seq,
+            position: r.position,
+            delivery_id: r.seq,
+        }
+    }
+}
+
+pub async fn commands(
+    State(app): State<AppState>,
+    Reader(scope): Reader,
+    Path(name): Path<String>,
+    Query(p): Query<OnlyPage>,
+) -> Result<Json<Page<Command>>, ApiError> {
+    let page = PageParams { limit: p.limit, cursor: p.cursor };
+    let limit = page.limit()?;
+    let after = page.after::<(i64, i32)>()?;
+    visible_ticket(&app, &scope, &name).await?;
+    let filter = CommandFilter { ticket: Some(name), ..Default::default() };
+    let rows = read::list_commands(&app.pool, &scope, &filter, true, after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), Command::from)))
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParams {
+    tenant_id: Option<String>,
+    agent_name: Option<String>,
+    ticket: Option<String>,
+    contains: Option<String>,
+    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    since: Option<time::OffsetDateTime>,
+    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    until: Option<time::OffsetDateTime>,
+    executed: Option<bool>,
+    order: Option<Order>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+pub async fn all_commands(
+    State(app): State<AppState>,
+    Reader(scope): Reader,
+    Query(p): Query<CommandParams>,
+) -> Result<Json<Page<Command>>, ApiError> {
+    let page = PageParams { limit: p.limit, cursor: p.cursor };
+    let limit = page.limit()?;
+    let ascending = p.order == Some(Order::Asc);
+    // The order is part of the cursor, so a cursor cannot be replayed against the other order.
+    let after = page.after::<(i64, i32, bool)>()?;
+    if after.is_some_and(|(_, _, asc)| asc != ascending) {
+        return Err(ApiError::BadRequest("cursor belongs to the other order".into()));
+    }
+    let filter = CommandFilter {
+        tenant_id: p.tenant_id,
+        agent_name: p.agent_name,
+        ticket: p.ticket,
+        contains: p.contains.filter(|c| !c.is_empty()),
+        since: p.since,
+        until: p.until,
+        executed: p.executed,
+    };
+    let rows =
+        read::list_commands(&app.pool, &scope, &filter, ascending, after.map(|(s, p, _)| (s, p)), limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position, ascending), Command::from)))
+}
+
+fn micros(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(m: i64) -> Result<time::OffsetDateTime, ApiError> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000)
+        .map_err(|_| ApiError::BadRequest("cursor is not one this service gave out".into()))
+}

@@ -1,0 +1,167 @@
+//! ticket-audit: the audit record of an AI ServiceDesk. Receives its webhook deliveries, keeps
+//! each byte for byte in a hash-chained ledger, normalizes them into tickets, messages and
+//! commands, and serves them over a read API.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod postgres_local;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::net::TcpListener;
+
+use crate::config::{Cli, Command, DatabaseArgs, HttpSettings};
+use crate::http::auth::{ApiAuth, WebhookAuth};
+use crate::postgres_local::{LocalOptions, LocalPostgres};
+use crate::store::Writer;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The database to use, and the private cluster behind it when the service runs its own.
+pub struct Database {
+    pub options: PgConnectOptions,
+    pub local: Option<LocalPostgres>,
+}
+
+/// Name of the database created in the private cluster.
+const LOCAL_DATABASE: &str = "ticket_audit";
+
+impl Database {
+    /// `DATABASE_URL` when set; otherwise a private cluster in the data directory.
+    pub async fn resolve(args: &DatabaseArgs) -> Result<Self, BoxError> {
+        if let Some(url) = &args.database_url {
+            let options: PgConnectOptions = url.expose().parse()?;
+            return Ok(Database { options, local: None });
+        }
+        let dir = args.data_dir.join("postgres");
+        let local = LocalPostgres::start(&dir, LocalOptions { ephemeral: false }).await?;
+        let admin: PgConnectOptions = local.url("postgres").parse()?;
+        let mut conn = admin.connect().await?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(LOCAL_DATABASE)
+            .fetch_one(&mut conn)
+            .await?;
+        if !exists {
+            sqlx::query(&format!("CREATE DATABASE {LOCAL_DATABASE}")).execute(&mut conn).await?;
+        }
+        conn.close().await?;
+        tracing::info!(
+            data_dir = %local.data_dir().display(),
+            "no DATABASE_URL: running a private PostgreSQL cluster; connect with psql -h {} -U postgres {LOCAL_DATABASE}",
+            local.socket_dir().display()
+        );
+        let options = local.url(LOCAL_DATABASE).parse()?;
+        Ok(Database { options, local: Some(local) })
+    }
+
+    pub async fn stop(self) {
+        if let Some(local) = self.local {
+            if let Err(e) = local.stop().await {
+                tracing::error!(error = %e, "stopping the private PostgreSQL cluster");
+            }
+        }
+    }
+}
+
+pub async fn migrate(options: &PgConnectOptions) -> Result<usize, BoxError> {
+    let mut conn = options.connect().await?;
+    let applied = store::migrate::run(&mut conn).await?;
+    conn.close().await?;
+    Ok(applied)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops taking requests, answers those in
+/// flight, lets the writer commit what it holds, and closes the pools.
+pub async fn serve(
+    listener: TcpListener,
+    db: PgConnectOptions,
+    pools: &DatabaseArgs,
+    settings: &HttpSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let webhook_auth = WebhookAuth::from_settings(
+        settings.webhook_secret.as_ref(),
+        settings.ingest_token.as_ref(),
+        settings.webhook_tolerance_secs,
+    )?;
+    if matches!(webhook_auth, WebhookAuth::Open) {
+        tracing::warn!("neither WEBHOOK_SECRET nor INGEST_TOKEN is set: anyone who can reach POST /webhooks can write to the record");
+    }
+    let api_auth = ApiAuth::from_settings(settings.api_tokens.as_ref())?;
+    if api_auth.is_open() {
+        tracing::warn!("API_TOKENS is not set: the read API is open to anyone who can reach it");
+    }
+    let acquire = Duration::from_millis(pools.db_acquire_timeout_ms);
+    let pool = store::pool(db.clone(), pools.db_max_connections, acquire).await;
+    let write_pool = store::pool(db, 2, acquire).await;
+    let (writer, writer_task) =
+        Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max);
+    let state = http::AppState::new(http::Inner {
+        pool: pool.clone(),
+        writer,
+        webhook_auth,
+        api_auth,
+        max_body_bytes: settings.max_body_bytes,
+    });
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        webhook_auth = state.webhook_auth.describe(),
+        batch_max = settings.write_batch_max,
+        "listening"
+    );
+    let app = http::router(state, Duration::from_secs(settings.request_timeout_secs));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
+    writer_task.await?;
+    pool.close().await;
+    write_pool.close().await;
+    Ok(())
+}
+
+/// The command line: parse in `main`, everything else here.
+pub async fn run(cli: Cli) -> Result<(), BoxError> {
+    telemetry::init(cli.log_format, &cli.log_filter);
+    match cli.command {
+        Command::Migrate(args) => {
+            let db = Database::resolve(&args).await?;
+            let result = migrate(&db.options).await;
+            db.stop().await;
+            tracing::info!(applied = result?, "migrations applied");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let db = Database::resolve(&args.database).await?;
+            let result = async {
+                let applied = migrate(&db.options).await?;
+                tracing::info!(applied, "migrations applied");
+                let listener = TcpListener::bind(args.listen_addr).await?;
+                serve(listener, db.options.clone(), &args.database, &args.http, shutdown_signal()).await
+            }
+            .await;
+            db.stop().await;
+            result
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,422 @@
+//! A private PostgreSQL cluster run from the installed binaries, for when no DATABASE_URL is given.
+//!
+//! The server listens only on a Unix socket in a directory of its own, so it never clashes with a
+//! system PostgreSQL. A guardian child process stops it (and removes ephemeral clusters) once we
+//! are gone, however we go: the guardian blocks reading a pipe whose only write end lives in
+//! [`LocalPostgres`], and the kernel closes that end when we exit, panic or are SIGKILLed.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+/// Only names the socket file: the socket directory is private, so the default port cannot clash.
+const PORT: u16 = 5432;
+/// sun_path holds 108 bytes on Linux and 104 on macOS; stay clear of both.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Waits for EOF on stdin (we are gone, or called `stop`), then stops the server and removes an
+/// ephemeral cluster. Paths arrive as positional parameters, so nothing is interpolated into it.
+/// $1 = pg_ctl, $2 = data dir, $3 = "ephemeral" or "durable", $4 = socket dir.
+const GUARDIAN_SCRIPT: &str = r#"cat >/dev/null
+"$1" -D "$2" -m fast -w stop >>"$2/server.log" 2>&1
+rc=$?
+if [ "$3" = ephemeral ]; then rm -rf -- "$2" "$4"; fi
+exit $rc"#;
+
+/// How to run the cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalOptions {
+    /// Throwaway cluster for tests: fsync=off, synchronous_commit=off, full_page_writes=off; the directory is removed when the cluster stops.
+    pub ephemeral: bool,
+}
+
+/// A running private cluster. [`LocalPostgres::stop`] shuts it down and waits; merely dropping it
+/// lets the guardian stop the server in the background.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    ephemeral: bool,
+    /// Its stdin is the pipe whose closing tells it to stop the server; `None` once closed.
+    guardian: Option<Child>,
+}
+
+/// Why the private cluster could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalPgError {
+    #[error(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH or in \
+         /usr/lib/postgresql/*/bin, /usr/local/pgsql/bin, /usr/pgsql-*/bin, /opt/homebrew/bin, \
+         /usr/local/bin: install PostgreSQL (e.g. `apt-get install postgresql`), or set \
+         DATABASE_URL to an existing server, or run `docker compose up`"
+    )]
+    NoBinaries,
+    #[error(
+        "running as root, but there is neither a `postgres` nor a `nobody` user to run the \
+         PostgreSQL server as (it refuses to run as root): create a `postgres` user, or set \
+         DATABASE_URL to an existing server"
+    )]
+    NoServerUser,
+    #[error(
+        "the PostgreSQL server runs as user `{user}` (it refuses to run as root), and that user \
+         cannot read, write and enter {dir}; probably a parent directory is private (like /root): \
+         choose a data directory elsewhere (e.g. under /var/lib or /tmp), or set DATABASE_URL"
+    )]
+    DirNotAccessible { dir: PathBuf, user: String },
+    #[error("pg_ctl cannot handle \", $, ` or \\ in a data directory path ({0}): choose another")]
+    UnsupportedPath(PathBuf),
+    #[error("a PostgreSQL server is already running in {0} (another instance?): stop it first")]
+    AlreadyRunning(PathBuf),
+    #[error("could not {what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("`{command}` failed ({status}):\n{output}")]
+    Command { command: String, status: String, output: String },
+}
+
+impl LocalPostgres {
+    /// Initialise the cluster in `dir` if it has none (initdb), then start it and wait until it
+    /// accepts connections. Reuses an existing cluster; a stale postmaster.pid left by a killed
+    /// server is no obstacle (the postmaster itself discards a lock file whose process is gone).
+    pub async fn start(dir: &Path, opts: LocalOptions) -> Result<LocalPostgres, LocalPgError> {
+        let bin_dir = find_bin_dir().ok_or(LocalPgError::NoBinaries)?;
+        let user = ServerUser::for_this_process()?;
+        let data_dir = std::path::absolute(dir).map_err(io_err(format!("resolve {dir:?}")))?;
+        // pg_ctl hands paths to /bin/sh between double quotes, where these characters are special.
+        if data_dir.to_string_lossy().contains(['"', '$', '`', '\\']) {
+            return Err(LocalPgError::UnsupportedPath(data_dir));
+        }
+        prepare_data_dir(&data_dir, &user).await?;
+        let kind = if opts.ephemeral { "ephemeral" } else { "durable" };
+        tracing::info!(
+            "starting private PostgreSQL cluster ({kind}) in {}, binaries from {}, as user {}",
+            data_dir.display(),
+            bin_dir.display(),
+            user.name
+        );
+
+        if !data_dir.join("PG_VERSION").exists() {
+            tracing::info!("initialising a new PostgreSQL cluster in {}", data_dir.display());
+            let mut initdb = user.command(&bin_dir.join("initdb"));
+            initdb.arg("-D").arg(&data_dir);
+            initdb.args(["--username=postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"]);
+            if opts.ephemeral {
+                initdb.arg("--no-sync"); // the files do not outlive us, so flushing them is moot
+            }
+            run(initdb, &user, None).await?;
+        }
+        let socket_dir = socket_dir_for(&data_dir);
+        create_private_dir(&socket_dir, &user)?;
+
+        // A server running here already is not ours: the guardian must never stop it (or remove it).
+        let mut status = user.command(&bin_dir.join("pg_ctl"));
+        status.arg("-D").arg(&data_dir).arg("status");
+        if run(status, &user, None).await.is_ok() {
+            return Err(LocalPgError::AlreadyRunning(data_dir));
+        }
+        // The guardian comes first, so the server never runs unguarded. Spawning it only after
+        // initdb accepted the directory (as empty or as a cluster) keeps its `rm -rf` on our files.
+        let guardian = spawn_guardian(&bin_dir, &data_dir, &socket_dir, kind, &user)?;
+        let mut pg = LocalPostgres { data_dir, socket_dir, ephemeral: opts.ephemeral, guardian: Some(guardian) };
+
+        let log = pg.data_dir.join("server.log");
+        let mut pg_ctl = user.command(&bin_dir.join("pg_ctl"));
+        // -l matters beyond logging: without it the postmaster would inherit our stdout pipe, and
+        // reading pg_ctl's output would never end.
+        pg_ctl.arg("-D").arg(&pg.data_dir).arg("-l").arg(&log);
+        pg_ctl.arg("-o").arg(server_options(&pg.socket_dir, opts));
+        pg_ctl.args(["-w", "-t", "60", "start"]);
+        if let Err(e) = run(pg_ctl, &user, Some(&log)).await {
+            // The error holds the log tail already; the guardian stops a server still coming up.
+            let _ = pg.shut_down_guardian().await;
+            return Err(e);
+        }
+        tracing::info!("private PostgreSQL is up: psql -h '{}' -U postgres", pg.socket_dir.display());
+        Ok(pg)
+    }
+
+    /// A sqlx-compatible URL to `database` over the Unix socket (sqlx reads a `host=` starting
+    /// with '/' as the socket directory).
+    pub fn url(&self, database: &str) -> String {
+        let db = percent_encode(database.as_bytes());
+        let host = percent_encode(self.socket_dir.as_os_str().as_bytes());
+        format!("postgres://postgres@localhost/{db}?host={host}&port={PORT}")
+    }
+
+    /// Absolute path of the data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Absolute path of the directory holding the server's socket (for `psql -h <socket dir>`).
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// Stop the server (pg_ctl stop -m fast), wait for it, and for ephemeral clusters remove the
+    /// directory.
+    pub async fn stop(mut self) -> Result<(), LocalPgError> {
+        tracing::info!("stopping private PostgreSQL cluster in {}", self.data_dir.display());
+        let stopped = self.shut_down_guardian().await;
+        if self.ephemeral {
+            // The guardian removed all the server user may remove. If that user cannot write the
+            // parent, the emptied directory itself is left, and (as root) we can remove it.
+            for dir in [&self.data_dir, &self.socket_dir] {
+                match tokio::fs::remove_dir_all(dir).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_err(format!("remove {}", dir.display()))(e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        stopped
+    }
+
+    /// Closes the guardian's pipe and waits until it has stopped the server.
+    async fn shut_down_guardian(&mut self) -> Result<(), LocalPgError> {
+        let Some(mut guardian) = self.guardian.take() else {
+            return Ok(());
+        };
+        drop(guardian.stdin.take());
+        let status = guardian.wait().await.map_err(io_err("wait for the guardian".into()))?;
+        if status.success() {
+            return Ok(());
+        }
+        let log = log_tail(&self.data_dir.join("server.log")).await;
+        Err(LocalPgError::Command {
+            command: format!("pg_ctl -D {} -m fast stop", self.data_dir.display()),
+            status: status.to_string(),
+            output: log.unwrap_or_else(|| "(the server log is gone)".into()),
+        })
+    }
+}
+
+impl Drop for LocalPostgres {
+    /// Without `stop()` we cannot wait (there may be no runtime left), so only close the pipe: the
+    /// guardian stops the server in the background, as it would had the process died.
+    fn drop(&mut self) {
+        if let Some(mut guardian) = self.guardian.take() {
+            drop(guardian.stdin.take());
+            tracing::debug!("PostgreSQL in {} is left to its guardian", self.data_dir.display());
+        }
+    }
+}
+
+/// The first directory holding all of initdb, pg_ctl and postgres: mixing versions fails oddly.
+fn find_bin_dir() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let fixed = |dir: &str| [PathBuf::from(dir)];
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute()) // children run from "/", where "." means something else
+        .chain(versioned_dirs("/usr/lib/postgresql", ""))
+        .chain(fixed("/usr/local/pgsql/bin"))
+        .chain(versioned_dirs("/usr", "pgsql-"))
+        .chain(fixed("/opt/homebrew/bin"))
+        .chain(fixed("/usr/local/bin"))
+        .find(|dir| {
+            ["initdb", "pg_ctl", "postgres"]
+                .iter()
+                .all(|name| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+        })
+}
+
+/// `<parent>/<prefix><version>/bin`, highest version first (numerically: 16 beats 9.6).
+fn versioned_dirs(parent: &str, prefix: &str) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(parent).into_iter().flatten().flatten();
+    let mut found: Vec<(Vec<u32>, PathBuf)> = entries
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let parts = name.strip_prefix(prefix)?.split('.');
+            let version = parts.map(|p| p.parse().ok()).collect::<Option<_>>()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, dir)| dir).collect()
+}
+
+/// Who the server runs as. PostgreSQL refuses to run as root, so root hands it to another user.
+#[derive(Debug)]
+struct ServerUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    /// Whether children must switch to `uid`/`gid` (only when we are root).
+    switch: bool,
+}
+
+impl ServerUser {
+    fn for_this_process() -> Result<Self, LocalPgError> {
+        use nix::unistd::{getegid, geteuid, User};
+        let me = geteuid();
+        if !me.is_root() {
+            let name = User::from_uid(me).ok().flatten().map_or_else(|| me.to_string(), |u| u.name);
+            let (uid, gid) = (me.as_raw(), getegid().as_raw());
+            return Ok(ServerUser { name, uid, gid, switch: false });
+        }
+        let user = ["postgres", "nobody"].into_iter().find_map(|n| User::from_name(n).ok().flatten());
+        let user = user.ok_or(LocalPgError::NoServerUser)?;
+        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+        Ok(ServerUser { name: user.name, uid, gid, switch: true })
+    }
+
+    /// A command that runs as this user, from "/" (our working directory may be closed to it).
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir("/").stdin(Stdio::null());
+        if self.switch {
+            cmd.uid(self.uid).gid(self.gid); // std also drops root's supplementary groups
+        }
+        cmd
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), LocalPgError> {
+        if !self.switch {
+            return Ok(());
+        }
+        let what = format!("hand {} to user {}", path.display(), self.name);
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).map_err(io_err(what))
+    }
+}
+
+/// Creates the data directory (and missing parents) for the server user, then proves by trying, as
+/// that user, that it can use it: only a real attempt sees every parent's permissions.
+async fn prepare_data_dir(data_dir: &Path, user: &ServerUser) -> Result<(), LocalPgError> {
+    let missing: Vec<&Path> = data_dir.ancestors().take_while(|d| !d.exists()).collect();
+    for dir in missing.iter().rev() {
+        std::fs::create_dir(dir).map_err(io_err(format!("create {}", dir.display())))?;
+        user.chown(dir)?;
+    }
+    if !user.switch {
+        return Ok(()); // our own directory: initdb's errors are clear enough
+    }
+    if !data_dir.join("PG_VERSION").exists() {
+        user.chown(data_dir)?; // initdb needs to own a directory created in advance for it
+    }
+    let mut probe = user.command(Path::new("/bin/sh"));
+    probe.args(["-c", r#"test -r "$1" && test -w "$1" && test -x "$1""#, "probe"]).arg(data_dir);
+    let status = probe.status().await.map_err(io_err("run /bin/sh to test access".into()))?;
+    if status.success() {
+        return Ok(());
+    }
+    for dir in &missing {
+        let _ = std::fs::remove_dir(dir); // a start that cannot work should leave nothing behind
+    }
+    Err(LocalPgError::DirNotAccessible { dir: data_dir.to_owned(), user: user.name.clone() })
+}
+
+/// `<data dir>/run` when the socket path fits in sun_path, else a per-cluster temp directory.
+fn socket_dir_for(data_dir: &Path) -> PathBuf {
+    let local = data_dir.join("run");
+    if local.join(format!(".s.PGSQL.{PORT}")).as_os_str().len() < MAX_SOCKET_PATH {
+        return local;
+    }
+    // FNV-1a, stable across Rust releases (unlike DefaultHasher): a cluster keeps its directory.
+    let bytes = data_dir.as_os_str().as_bytes();
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    std::env::temp_dir().join(format!("pglocal-{:012x}", hash >> 16))
+}
+
+/// A 0700 directory owned by the server user. One that exists already must be the server's: in
+/// the shared temp directory, someone else could plant a socket for our clients to talk to.
+fn create_private_dir(dir: &Path, user: &ServerUser) -> Result<(), LocalPgError> {
+    let what = format!("prepare socket directory {}", dir.display());
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return user.chown(dir),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err(what)(e)),
+        Err(_) => {}
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io_err(what.clone()))?;
+    if meta.is_dir() && meta.uid() == user.uid {
+        return Ok(());
+    }
+    let wrong = std::io::Error::other(format!("it is not a directory owned by {}", user.name));
+    Err(io_err(what)(wrong))
+}
+
+/// Passed on every start rather than written into the cluster, so nothing can go stale (say, the
+/// socket path after the directory moved). pg_ctl runs the string through /bin/sh: quote for it.
+fn server_options(socket_dir: &Path, opts: LocalOptions) -> String {
+    // unix_socket_directories is a list: double quotes keep a comma in the path from splitting it.
+    let socket_list = socket_dir.to_string_lossy().replace('"', "\"\"");
+    let mut settings = vec![
+        "listen_addresses=".to_owned(), // no TCP at all
+        format!("port={PORT}"),
+        format!("unix_socket_directories=\"{socket_list}\""),
+    ];
+    if opts.ephemeral {
+        let fast = ["fsync", "synchronous_commit", "full_page_writes"].map(|s| format!("{s}=off"));
+        settings.extend(fast);
+        settings.push("max_connections=200".into()); // tests open many small pools
+    }
+    let quoted = settings.iter().map(|s| format!("-c '{}'", s.replace('\'', r"'\''")));
+    quoted.collect::<Vec<_>>().join(" ")
+}
+
+fn spawn_guardian(
+    bin_dir: &Path,
+    data_dir: &Path,
+    socket_dir: &Path,
+    kind: &str,
+    user: &ServerUser,
+) -> Result<Child, LocalPgError> {
+    let mut cmd = user.command(Path::new("/bin/sh"));
+    cmd.args(["-c", GUARDIAN_SCRIPT, "pglocal-guardian"]);
+    cmd.arg(bin_dir.join("pg_ctl")).arg(data_dir).arg(kind).arg(socket_dir);
+    // Our end of the pipe is close-on-exec, so no other child holds it open. Own process group: a
+    // Ctrl-C meant for us must not kill the guardian before it has done its job. Output is not
+    // piped to us: once we are gone, writing to such a pipe would kill it with SIGPIPE.
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    cmd.spawn().map_err(io_err("spawn the guardian (/bin/sh)".into()))
+}
+
+/// Runs a command to completion; a failure carries its output and the tail of the server log.
+async fn run(mut cmd: Command, user: &ServerUser, log: Option<&Path>) -> Result<(), LocalPgError> {
+    let command = describe(&cmd, user);
+    let out = cmd.output().await.map_err(io_err(format!("run `{command}`")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = if out.stderr.is_empty() { &out.stdout } else { &out.stderr };
+    let mut output = String::from_utf8_lossy(text).trim_end().to_owned();
+    if let Some(log) = log {
+        let tail = log_tail(log).await.unwrap_or_default();
+        output = format!("{output}\n--- end of {} ---\n{tail}", log.display());
+    }
+    Err(LocalPgError::Command { command, status: out.status.to_string(), output })
+}
+
+/// The end of the server log: enough to show why the server would not start or stop.
+async fn log_tail(path: &Path) -> Option<String> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    Some(lines[lines.len().saturating_sub(30)..].join("\n"))
+}
+
+fn describe(cmd: &Command, user: &ServerUser) -> String {
+    let cmd = cmd.as_std();
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text = format!("{text} {}", arg.to_string_lossy());
+    }
+    if user.switch {
+        text = format!("{text} (as user {})", user.name);
+    }
+    text
+}
+
+fn percent_encode(bytes: &[u8]) -> String {
+    let encode = |b: u8| match b {
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).into(),
+        _ => format!("%{b:02X}"),
+    };
+    bytes.iter().map(|&b| encode(b)).collect()
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> LocalPgError {
+    move |source| LocalPgError::Io { what, source }
+}

@@ -1,0 +1,288 @@
+//! The read queries behind the API: keyset pages over indexed orders, scoped to a tenant when asked.
+
+use serde::Serialize;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+
+use super::text::PgText;
+
+/// What a reader may see: everything, or one tenant's tickets, commands and deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Tenant(String),
+}
+
+impl Scope {
+    fn tenant(&self) -> Option<PgText> {
+        match self {
+            Scope::All => None,
+            Scope::Tenant(t) => Some(PgText::from(t.as_str())),
+        }
+    }
+}
+
+/// Starts `WHERE true` so each filter is one `AND`.
+fn select<'a>(sql: &str) -> QueryBuilder<'a, Postgres> {
+    let mut q = QueryBuilder::new(sql);
+    q.push(" WHERE true");
+    q
+}
+
+fn and_eq<'a, T>(q: &mut QueryBuilder<'a, Postgres>, column: &str, v: Option<T>)
+where
+    T: 'a + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + Send,
+{
+    if let Some(v) = v {
+        q.push(format_args!(" AND {column} = ")).push_bind(v);
+    }
+}
+
+fn and_cmp<'a, T>(q: &mut QueryBuilder<'a, Postgres>, column: &str, op: &str, v: Option<T>)
+where
+    T: 'a + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + Send,
+{
+    if let Some(v) = v {
+        q.push(format_args!(" AND {column} {op} ")).push_bind(v);
+    }
+}
+
+// ---------------------------------------------------------------- tickets
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketRecord {
+    pub name: PgText,
+    pub title: Option<PgText>,
+    pub status: Option<PgText>,
+    pub tenant_id: Option<PgText>,
+    pub agent_name: Option<PgText>,
+    pub agent_id: Option<PgText>,
+    pub created_at: Option<OffsetDateTime>,
+    pub create_time_text: Option<PgText>,
+    pub first_seen_at: OffsetDateTime,
+    pub last_activity_at: OffsetDateTime,
+    pub message_count: i64,
+    pub command_count: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TicketFilter {
+    pub tenant_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub status: Option<String>,
+    pub created_after: Option<OffsetDateTime>,
+    pub created_before: Option<OffsetDateTime>,
+}
+
+const TICKET_COLUMNS: &str =
+    "SELECT name, title, status, tenant_id, agent_name, agent_id, created_at, create_time_text, \
+     first_seen_at, last_activity_at, message_count, command_count FROM tickets";
+
+/// Tickets, newest first by (first_seen_at, name); `after` is the last key of the previous page.
+pub async fn list_tickets(
+    pool: &PgPool,
+    scope: &Scope,
+    f: &TicketFilter,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<TicketRecord>, sqlx::Error> {
+    let mut q = select(TICKET_COLUMNS);
+    and_eq(&mut q, "tenant_id", scope.tenant());
+    and_eq(&mut q, "tenant_id", f.tenant_id.as_deref().map(PgText::from));
+    and_eq(&mut q, "agent_name", f.agent_name.as_deref().map(PgText::from));
+    and_eq(&mut q, "status", f.status.as_deref().map(PgText::from));
+    and_cmp(&mut q, "created_at", ">=", f.created_after);
+    and_cmp(&mut q, "created_at", "<", f.created_before);
+    if let Some((at, name)) = after {
+        q.push(" AND (first_seen_at, name) < (").push_bind(at).push(", ").push_bind(PgText(name)).push(")");
+    }
+    q.push(" ORDER BY first_seen_at DESC, name DESC LIMIT ").push_bind(limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+pub async fn get_ticket(pool: &PgPool, scope: &Scope, name: &str) -> Result<Option<TicketRecord>, sqlx::Error> {
+    let mut q = select(TICKET_COLUMNS);
+    and_eq(&mut q, "name", Some(PgText::from(name)));
+    and_eq(&mut q, "tenant_id", scope.tenant());
+    q.build_query_as().fetch_optional(pool).await
+}
+
+// ---------------------------------------------------------------- timeline
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TimelineRecord {
+    pub seq: i64,
+    pub position: i32,
+    pub at: OffsetDateTime,
+    pub kind: String,
+    pub content: Option<PgText>,
+    pub command: Option<PgText>,
+    pub result: Option<PgText>,
+    pub action: Option<PgText>,
+    pub status_code: Option<i32>,
+    pub success: Option<bool>,
+}
+
+/// A ticket's timeline, oldest first, after (seq, position). The caller checks the ticket is visible.
+pub async fn timeline(
+    pool: &PgPool,
+    ticket: &str,
+    after: (i64, i32),
+    limit: i64,
+) -> Result<Vec<TimelineRecord>, sqlx::Error> {
+    sqlx::query_as(include_str!("sql/timeline.sql"))
+        .bind(PgText::from(ticket))
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+// ---------------------------------------------------------------- commands
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommandRecord {
+    pub seq: i64,
+    pub position: i32,
+    pub ticket_name: Option<PgText>,
+    pub tenant_id: Option<PgText>,
+    pub agent_name: Option<PgText>,
+    pub agent_id: Option<PgText>,
+    pub command: PgText,
+    pub result: Option<PgText>,
+    pub executed: bool,
+    pub recorded_at: OffsetDateTime,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct CommandFilter {
+    pub tenant_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub ticket: Option<String>,
+    pub contains: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub executed: Option<bool>,
+}
+
+/// Commands in (seq, position) order, ascending or descending, after the given key.
+pub async fn list_commands(
+    pool: &PgPool,
+    scope: &Scope,
+    f: &CommandFilter,
+    ascending: bool,
+    after: Option<(i64, i32)>,
+    limit: i64,
+) -> Result<Vec<CommandRecord>, sqlx::Error> {
+    let mut q = select(
+        "SELECT c.seq, c.position, c.ticket_name, t.tenant_id, t.agent_name, t.agent_id, c.command, c.result, \
+         c.executed, c.recorded_at FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name",
+    );
+    and_eq(&mut q, "t.tenant_id", scope.tenant());
+    and_eq(&mut q, "t.tenant_id", f.tenant_id.as_deref().map(PgText::from));
+    and_eq(&mut q, "t.agent_name", f.agent_name.as_deref().map(PgText::from));
+    and_eq(&mut q, "c.ticket_name", f.ticket.as_deref().map(PgText::from));
+    and_eq(&mut q, "c.executed", f.executed);
+    and_cmp(&mut q, "c.recorded_at", ">=", f.since);
+    and_cmp(&mut q, "c.recorded_at", "<", f.until);
+    if let Some(needle) = &f.contains {
+        // strpos, not LIKE: the needle is matched as it is, with no wildcard to escape.
+        q.push(" AND strpos(c.command, ").push_bind(PgText::from(needle.as_str())).push(") > 0");
+    }
+    let (cmp, dir) = if ascending { (">", "ASC") } else { ("<", "DESC") };
+    if let Some((seq, pos)) = after {
+        q.push(format_args!(" AND (c.seq, c.position) {cmp} (")).push_bind(seq).push(", ").push_bind(pos).push(")");
+    }
+    q.push(format_args!(" ORDER BY c.seq {dir}, c.position {dir} LIMIT ")).push_bind(limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+// ---------------------------------------------------------------- deliveries
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRecord {
+    pub seq: i64,
+    pub received_at: OffsetDateTime,
+    pub dedup_key: PgText,
+    pub key_source: String,
+    pub action: Option<PgText>,
+    pub status_code: Option<i32>,
+    pub headers: sqlx::types::Json<serde_json::Value>,
+    pub normalize_error: Option<PgText>,
+    pub size: i32,
+    pub body_sha256: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub ticket_name: Option<PgText>,
+    pub tenant_id: Option<PgText>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub action: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+}
+
+const DELIVERY_COLUMNS: &str = "SELECT d.seq, d.received_at, d.dedup_key, d.key_source, d.action, d.status_code, \
+     d.headers, d.normalize_error, length(d.body) AS size, d.body_sha256, d.hash, e.ticket_name, \
+     coalesce(t.tenant_id, e.carried_tenant) AS tenant_id \
+     FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq LEFT JOIN tickets t ON t.name = e.ticket_name";
+
+/// A delivery belongs to the tenant of the ticket it concerns, else to the tenant it carries.
+const DELIVERY_TENANT: &str = "coalesce(t.tenant_id, e.carried_tenant)";
+
+pub async fn list_deliveries(
+    pool: &PgPool,
+    scope: &Scope,
+    f: &DeliveryFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
+    let mut q = select(DELIVERY_COLUMNS);
+    and_eq(&mut q, DELIVERY_TENANT, scope.tenant());
+    and_eq(&mut q, "d.action", f.action.as_deref().map(PgText::from));
+    and_cmp(&mut q, "d.received_at", ">=", f.since);
+    and_cmp(&mut q, "d.received_at", "<", f.until);
+    and_cmp(&mut q, "d.seq", "<", before);
+    q.push(" ORDER BY d.seq DESC LIMIT ").push_bind(limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+pub async fn get_delivery(pool: &PgPool, scope: &Scope, seq: i64) -> Result<Option<DeliveryRecord>, sqlx::Error> {
+    let mut q = select(DELIVERY_COLUMNS);
+    and_eq(&mut q, "d.seq", Some(seq));
+    and_eq(&mut q, DELIVERY_TENANT, scope.tenant());
+    q.build_query_as().fetch_optional(pool).await
+}
+
+/// The exact bytes of a visible delivery.
+pub async fn delivery_body(pool: &PgPool, scope: &Scope, seq: i64) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let mut q = select(
+        "SELECT d.body FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq \
+         LEFT JOIN tickets t ON t.name = e.ticket_name",
+    );
+    and_eq(&mut q, "d.seq", Some(seq));
+    and_eq(&mut q, DELIVERY_TENANT, scope.tenant());
+    q.build_query_scalar().fetch_optional(pool).await
+}
+
+// ---------------------------------------------------------------- health
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub database: bool,
+    pub schema_version: Option<i64>,
+    pub expected_version: i64,
+}
+
+pub async fn readiness(pool: &PgPool) -> Readiness {
+    let expected_version = super::migrate::latest_version();
+    let version: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT max(version)::bigint FROM refinery_schema_history").fetch_one(pool).await;
+    match version {
+        Ok(v) => Readiness { database: true, schema_version: v, expected_version },
+        Err(sqlx::Error::Database(_)) => Readiness { database: true, schema_version: None, expected_version },
+        Err(_) => Readiness { database: false, schema_version: None, expected_version },
+    }
+}
