@@ -172,7 +172,7 @@ fn send_message(env: &Envelope, n: &mut Normalized) {
     let data = field(resp, &[&["data", "Data"]]);
     if n.success {
         if let Some(cmds) = field(data, &[&["Cmds", "cmds"]]) {
-            for command in list(cmds, "Cmds", &mut n.problems).iter().filter_map(|c| proposed(c)) {
+            for command in list(cmds, "Cmds", &mut n.problems).iter().filter_map(proposed) {
                 n.commands.push(CommandRow { position: next(), command, result: None, executed: false });
             }
         }

@@ -93,7 +93,8 @@ impl PgHasArrayType for PgText {
 
 impl Encode<'_, Postgres> for PgText {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<Postgres>>::encode(&escape(&self.0), buf)
+        let escaped = escape(&self.0);
+        <&str as Encode<Postgres>>::encode(escaped.as_ref(), buf)
     }
 }
 

@@ -1,0 +1,279 @@
+//! The test harness: one PostgreSQL for the run (a private cluster unless DATABASE_URL is set),
+//! one migrated template database, and per test a fresh clone of it with the app on port 0.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use ticket_audit::config::{DatabaseArgs, HttpSettings, Secret};
+use ticket_audit::postgres_local::{LocalOptions, LocalPostgres};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct Server {
+    /// Connection to a maintenance database, for CREATE/DROP DATABASE.
+    admin: PgConnectOptions,
+    template: String,
+    /// Databases on a server we do not own are dropped after each test.
+    shared: bool,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts (once per run) the server and the migrated template. The private cluster lives on a
+/// thread of its own, with its own runtime, for the whole run; its guardian stops it at exit.
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let (admin, shared, cluster) = match std::env::var("DATABASE_URL") {
+                    Ok(url) => (url.parse::<PgConnectOptions>().expect("DATABASE_URL parses"), true, None),
+                    Err(_) => {
+                        let dir = std::env::temp_dir().join(format!("ticket-audit-test-{}", std::process::id()));
+                        let cluster = LocalPostgres::start(&dir, LocalOptions { ephemeral: true })
+                            .await
+                            .expect("start a private PostgreSQL for the tests (or set DATABASE_URL)");
+                        (cluster.url("postgres").parse().expect("cluster url"), false, Some(cluster))
+                    }
+                };
+                let template = format!("ta_template_{}", std::process::id());
+                let mut conn = admin.connect().await.expect("connect to the test server");
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {template}")).execute(&mut conn).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {template}")).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                ticket_audit::migrate(&admin.clone().database(&template)).await.expect("migrate the template");
+                tx.send(Server { admin, template, shared }).unwrap();
+                // Keep the cluster (and its runtime) alive until the process exits.
+                let _cluster = cluster;
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("test database server")
+    })
+}
+
+/// A fresh database cloned from the migrated template: milliseconds, not a migration run.
+pub async fn fresh_database() -> (PgConnectOptions, String) {
+    let s = server();
+    let name = format!("{}_t{}", s.template, NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    let mut conn = s.admin.connect().await.expect("admin connection");
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", s.template)).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    (s.admin.clone().database(&name), name)
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Direct access to the test's database, to assert on rows.
+    pub db: PgPool,
+    db_name: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ticket_audit::BoxError>>>,
+}
+
+pub fn settings() -> HttpSettings {
+    HttpSettings::default()
+}
+
+pub fn pools() -> DatabaseArgs {
+    DatabaseArgs { database_url: None, data_dir: "unused".into(), db_max_connections: 5, db_acquire_timeout_ms: 2000 }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(settings()).await
+}
+
+pub async fn spawn_with(settings: HttpSettings) -> TestApp {
+    let (options, name) = fresh_database().await;
+    spawn_on(options, name, settings, pools()).await
+}
+
+/// Starts the app against `options`, whatever is (or is not) there.
+pub async fn spawn_on(
+    options: PgConnectOptions,
+    db_name: String,
+    settings: HttpSettings,
+    pools: DatabaseArgs,
+) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let opts = options.clone();
+    let task = tokio::spawn(async move {
+        ticket_audit::serve(listener, opts, &pools, &settings, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    TestApp { base, client: reqwest::Client::new(), db, db_name, shutdown: Some(tx), task: Some(task) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client.post(self.url("/webhooks")).body(body).send().await.expect("POST /webhooks")
+    }
+
+    pub async fn post_with(&self, body: impl Into<reqwest::Body>, headers: &[(&str, String)]) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/webhooks")).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.expect("POST /webhooks")
+    }
+
+    /// Posts and expects a new delivery; returns its id.
+    pub async fn deliver(&self, body: &str) -> i64 {
+        let res = self.post(body.to_owned()).await;
+        assert_eq!(res.status(), 202, "a new delivery is acknowledged with 202");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["duplicate"], false);
+        v["delivery_id"].as_i64().unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let res = self.get(path, None).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&self.db).await.unwrap()
+    }
+
+    /// Stops the app gracefully and waits for it (the writer drains, pools close).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("app task").expect("app stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let s = server();
+        if s.shared {
+            // On a server we do not own, do not leave a database per test behind.
+            let admin = s.admin.clone();
+            let name = self.db_name.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) = admin.connect().await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// A Standard Webhooks signature header value for `body`.
+pub fn sign(secret_b64: &str, id: &str, ts: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&B64.decode(secret_b64).unwrap()).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub fn secret(s: &str) -> Option<Secret> {
+    Some(Secret::new(s.to_owned()))
+}
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+}
+
+/// A SendTicketMessage body.
+pub fn message(ticket: &str, user: &str, agent: &str, executed: &[(&str, &str)]) -> String {
+    let executed: Vec<_> = executed.iter().map(|(c, r)| serde_json::json!({"command": c, "result": r})).collect();
+    serde_json::json!({
+        "Action": "POST:Ticket/SendTicketMessage",
+        "Data": {
+            "RequestBody": {"ticketName": ticket, "message": {"Content": user}},
+            "ResponseBody": {"Content": agent, "data": {"Cmds": [], "executedCmds": executed}},
+            "StatusCode": 200
+        }
+    })
+    .to_string()
+}
+
+/// An AddTicket body.
+pub fn add_ticket(name: &str, tenant: &str, agent: &str) -> String {
+    serde_json::json!({
+        "Action": "POST:Ticket/AddTicket",
+        "Data": {
+            "RequestBody": {"Ticket": {
+                "Name": name, "Title": format!("title of {name}"), "CreateTime": "2025-05-25T15:30:00Z",
+                "Assignee": {"AgentName": agent, "AgentId": format!("id-{agent}")},
+                "TenantId": tenant, "Status": "Open"
+            }},
+            "StatusCode": 200
+        }
+    })
+    .to_string()
+}
+
+/// Follows `next_cursor` to the end and returns every item.
+pub async fn walk(app: &TestApp, path: &str, token: Option<&str>) -> Vec<serde_json::Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}cursor={c}"),
+            None => path.to_owned(),
+        };
+        let res = app.get(&url, token).await;
+        assert_eq!(res.status(), 200, "GET {url}");
+        let page: serde_json::Value = res.json().await.unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+#[allow(dead_code)]
+pub async fn raw_connection(options: &PgConnectOptions) -> PgConnection {
+    options.connect().await.unwrap()
+}

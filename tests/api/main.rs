@@ -1,0 +1,11 @@
+//! Integration tests: the app on port 0, real HTTP, a fresh PostgreSQL database per test.
+
+mod helpers;
+
+mod auth;
+mod ingest;
+mod limits;
+mod normalization;
+mod outage;
+mod reads;
+mod tenancy;
