@@ -66,6 +66,57 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply migrations and exit.
     Migrate(DatabaseArgs),
+    /// Check the tamper-evidence of the stored record; exit non-zero on a break, naming where.
+    Verify(VerifyArgs),
+    /// Write the compliance record (executed commands) as NDJSON or CSV.
+    Export(ExportArgs),
+    /// Load deliveries from NDJSON, one stored delivery per line, as if received.
+    Import(ImportArgs),
+    /// Rebuild the normalized tables from the stored deliveries.
+    Reproject(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Also prove the chain still passes through this head, recorded earlier (from GET /api/v1/ledger/head).
+    #[arg(long, env = "EXPECT_HEAD", value_name = "SEQ:HASH")]
+    pub expect_head: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// First time included (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub since: Option<time::OffsetDateTime>,
+    /// First time excluded (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub until: Option<time::OffsetDateTime>,
+    #[arg(long, value_enum, default_value_t = crate::store::export::Format::Ndjson)]
+    pub format: crate::store::export::Format,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// NDJSON file (`-` for standard input). Each line: {"body": <the delivery>, "headers": {...}, "received_at": "..."}
+    /// (or "body_base64" for the exact bytes); a line without "body" or "body_base64" is itself the body.
+    pub file: PathBuf,
+}
+
+fn rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ingest;
 pub mod postgres_local;
 pub mod store;
 pub mod telemetry;
@@ -98,8 +99,23 @@ pub async fn serve(
         tracing::warn!("API_TOKENS is not set: the read API is open to anyone who can reach it");
     }
     let acquire = Duration::from_millis(pools.db_acquire_timeout_ms);
-    let pool = store::pool(db.clone(), pools.db_max_connections, acquire).await;
-    let write_pool = store::pool(db, 2, acquire).await;
+    let role = match store::can_use_writer_role(&db).await {
+        Ok(true) => Some(store::WRITER_ROLE),
+        Ok(false) => {
+            tracing::warn!(
+                "the database login is not a member of {}: serving with the login's own rights",
+                store::WRITER_ROLE
+            );
+            None
+        }
+        Err(e) => {
+            // Not reachable now: serve anyway (503s until it is) and take the least rights.
+            tracing::warn!(error = %e, "database unreachable at start-up");
+            Some(store::WRITER_ROLE)
+        }
+    };
+    let pool = store::pool(db.clone(), pools.db_max_connections, acquire, role);
+    let write_pool = store::pool(db, 2, acquire, role);
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max);
     let state = http::AppState::new(http::Inner {
@@ -135,6 +151,78 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             tracing::info!(applied = result?, "migrations applied");
             Ok(())
         }
+        Command::Verify(args) => {
+            let expect = args.expect_head.as_deref().map(store::ledger::parse_head).transpose()?;
+            let report =
+                with_database(
+                    &args.database,
+                    |mut conn| async move { Ok(store::ledger::verify(&mut conn, expect).await?) },
+                )
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "checked {} deliveries and {} commands; head {}:{}",
+                    report.deliveries,
+                    report.commands,
+                    report.head.seq,
+                    hex::encode(&report.head.hash)
+                );
+            }
+            match report.first_break {
+                None => {
+                    println!("OK: the record is whole and unaltered");
+                    Ok(())
+                }
+                Some(b) => {
+                    let kind = serde_json::to_value(b.kind)?;
+                    Err(format!("BROKEN at seq {}: {} ({})", b.seq, kind.as_str().unwrap_or("?"), b.detail).into())
+                }
+            }
+        }
+        Command::Export(args) => {
+            let n = with_database(&args.database, |mut conn| async move {
+                let out: Box<dyn std::io::Write + Send> = match &args.output {
+                    Some(path) => Box::new(std::fs::File::create(path)?),
+                    None => Box::new(std::io::stdout()),
+                };
+                let out = std::io::BufWriter::with_capacity(1 << 16, out);
+                Ok(store::export::export(&mut conn, args.since, args.until, args.format, out).await?)
+            })
+            .await?;
+            tracing::info!(commands = n, "exported");
+            Ok(())
+        }
+        Command::Import(args) => {
+            let db = Database::resolve(&args.database).await?;
+            let result = async {
+                migrate(&db.options).await?;
+                let pool = store::pool(db.options.clone(), 2, Duration::from_secs(30), None);
+                let (writer, task) = Writer::spawn(pool.clone(), 8192, 256);
+                let summary = if args.file.as_os_str() == "-" {
+                    ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await
+                } else {
+                    let file = tokio::fs::File::open(&args.file).await?;
+                    ingest::import(tokio::io::BufReader::with_capacity(1 << 20, file), &writer).await
+                };
+                drop(writer);
+                task.await?;
+                pool.close().await;
+                summary
+            }
+            .await;
+            db.stop().await;
+            let summary = result?;
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(())
+        }
+        Command::Reproject(args) => {
+            let n = with_database(&args, |mut conn| async move { Ok(store::reproject::reproject(&mut conn).await?) })
+                .await?;
+            println!("reprojected {n} deliveries");
+            Ok(())
+        }
         Command::Serve(args) => {
             let db = Database::resolve(&args.database).await?;
             let result = async {
@@ -148,6 +236,22 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             result
         }
     }
+}
+
+/// Runs `f` on one connection to the (given or private) database, migrated first.
+async fn with_database<T, F, Fut>(args: &DatabaseArgs, f: F) -> Result<T, BoxError>
+where
+    F: FnOnce(sqlx::PgConnection) -> Fut,
+    Fut: Future<Output = Result<T, BoxError>>,
+{
+    let db = Database::resolve(args).await?;
+    let result = async {
+        migrate(&db.options).await?;
+        f(db.options.connect().await?).await
+    }
+    .await;
+    db.stop().await;
+    result
 }
 
 async fn shutdown_signal() {

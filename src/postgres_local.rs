@@ -114,7 +114,13 @@ impl LocalPostgres {
         let mut status = user.command(&bin_dir.join("pg_ctl"));
         status.arg("-D").arg(&data_dir).arg("status");
         if run(status, &user, None).await.is_ok() {
-            return Err(LocalPgError::AlreadyRunning(data_dir));
+            if opts.ephemeral {
+                return Err(LocalPgError::AlreadyRunning(data_dir));
+            }
+            // Another ticket-audit process (say `serve`, while an operator runs `verify`) owns it:
+            // use it, and leave starting and stopping it to its owner.
+            tracing::info!("using the private PostgreSQL already running in {}", data_dir.display());
+            return Ok(LocalPostgres { data_dir, socket_dir, ephemeral: false, guardian: None });
         }
         // The guardian comes first, so the server never runs unguarded. Spawning it only after
         // initdb accepted the directory (as empty or as a cluster) keeps its `rm -rf` on our files.
@@ -158,6 +164,9 @@ impl LocalPostgres {
     /// Stop the server (pg_ctl stop -m fast), wait for it, and for ephemeral clusters remove the
     /// directory.
     pub async fn stop(mut self) -> Result<(), LocalPgError> {
+        if self.guardian.is_none() {
+            return Ok(()); // attached to a cluster another process runs
+        }
         tracing::info!("stopping private PostgreSQL cluster in {}", self.data_dir.display());
         let stopped = self.shut_down_guardian().await;
         if self.ephemeral {

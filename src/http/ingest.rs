@@ -12,23 +12,8 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::ledger::sha256;
 use crate::domain::ticket::truncate_to_micros;
-use crate::domain::{normalize, DeliveryKey, Envelope};
-use crate::store::NewDelivery;
-
-/// Headers kept with each delivery: who sent it and under which identity.
-const IDENTITY_HEADERS: [&str; 9] = [
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-    "idempotency-key",
-    "content-type",
-    "user-agent",
-];
+use crate::ingest::{identity_headers, prepare};
 
 #[derive(Debug, Serialize)]
 pub struct Receipt {
@@ -43,25 +28,9 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body
     let body = read_limited(&headers, body, app.max_body_bytes).await?;
     app.webhook_auth.check_body(&headers, &body, received_at.unix_timestamp())?;
 
-    let envelope = Envelope::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let body_sha256 = sha256(&body);
-    let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
-    let key = DeliveryKey::choose(get("webhook-id"), get("svix-id"), get("idempotency-key"), &body_sha256)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let normalized = normalize(&envelope);
-    drop(envelope);
-
-    let outcome = app
-        .writer
-        .submit(NewDelivery {
-            key,
-            received_at,
-            body: body.to_vec(),
-            body_sha256,
-            headers: identity_headers(&headers),
-            normalized,
-        })
-        .await?;
+    let identity = identity_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+    let delivery = prepare(body.to_vec(), identity, received_at).map_err(ApiError::BadRequest)?;
+    let outcome = app.writer.submit(delivery).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
     let receipt = Receipt { delivery_id: outcome.seq, seq: outcome.seq, duplicate: outcome.duplicate };
     Ok((status, Json(receipt)).into_response())
@@ -80,21 +49,4 @@ async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<b
         Err(e) if e.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
         Err(e) => Err(ApiError::BadRequest(format!("could not read the body: {e}"))),
     }
-}
-
-fn identity_headers(headers: &HeaderMap) -> serde_json::Value {
-    let map = IDENTITY_HEADERS
-        .iter()
-        .filter_map(|name| {
-            let v = headers.get(*name)?;
-            let mut s = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            let mut end = s.len().min(1024);
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-            Some((name.to_string(), serde_json::Value::String(s)))
-        })
-        .collect();
-    serde_json::Value::Object(map)
 }

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod ledger;
 pub mod pagination;
 pub mod tickets;
 
@@ -63,7 +64,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/commands", get(tickets::all_commands))
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::one))
-        .route("/deliveries/{id}/raw", get(deliveries::raw));
+        .route("/deliveries/{id}/raw", get(deliveries::raw))
+        .route("/ledger/head", get(ledger::head))
+        .route("/ledger/verify", get(ledger::verify));
     Router::new()
         .route("/webhooks", post(ingest::receive))
         .nest("/api/v1", api)

@@ -43,12 +43,21 @@ impl Writer {
 
     /// Stores one delivery; returns once it is committed (or known not to be).
     pub async fn submit(&self, delivery: NewDelivery) -> Result<Outcome, WriteError> {
+        self.enqueue(delivery).map_err(|refused| refused.0)?.await
+    }
+
+    /// Queues a delivery without waiting; deliveries queued by one caller are stored in the
+    /// order queued. A full queue hands the delivery back.
+    pub fn enqueue(
+        &self,
+        delivery: NewDelivery,
+    ) -> Result<impl std::future::Future<Output = Result<Outcome, WriteError>>, Box<(WriteError, NewDelivery)>> {
         let (reply, answer) = oneshot::channel();
         self.queue.try_send(Job { delivery, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WriteError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
+            mpsc::error::TrySendError::Full(job) => Box::new((WriteError::QueueFull, job.delivery)),
+            mpsc::error::TrySendError::Closed(job) => Box::new((WriteError::Stopped, job.delivery)),
         })?;
-        answer.await.map_err(|_| WriteError::Stopped)?
+        Ok(async move { answer.await.map_err(|_| WriteError::Stopped)? })
     }
 
     pub fn queue_depth(&self) -> usize {
@@ -114,10 +123,14 @@ fn db_code(e: &sqlx::Error) -> String {
     }
 }
 
+/// Marks, in `normalize_error`, a delivery stored as a bare event because its projection was
+/// refused; `reproject` and `verify` read it to derive the same rows.
+pub const UNPROJECTED_MARK: &str = "; stored unprojected";
+
 /// The same delivery, projected as a bare event: kept and acknowledged, with the reason beside it.
-fn unprojected(n: &Normalized, code: &str) -> Normalized {
+pub fn unprojected(n: &Normalized, code: &str) -> Normalized {
     let mut problems = n.problems.clone();
-    problems.push(format!("the database refused its projection (SQLSTATE {code}); stored unprojected"));
+    problems.push(format!("the database refused its projection (SQLSTATE {code}){UNPROJECTED_MARK}"));
     Normalized {
         ticket: None,
         carried_tenant: None,

@@ -19,6 +19,8 @@ use tokio::sync::oneshot;
 struct Server {
     /// Connection to a maintenance database, for CREATE/DROP DATABASE.
     admin: PgConnectOptions,
+    /// The same as a URL, for child processes (the CLI).
+    admin_url: String,
     template: String,
     /// Databases on a server we do not own are dropped after each test.
     shared: bool,
@@ -35,23 +37,24 @@ fn server() -> &'static Server {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let (admin, shared, cluster) = match std::env::var("DATABASE_URL") {
-                    Ok(url) => (url.parse::<PgConnectOptions>().expect("DATABASE_URL parses"), true, None),
+                let (admin_url, shared, cluster) = match std::env::var("DATABASE_URL") {
+                    Ok(url) => (url, true, None),
                     Err(_) => {
                         let dir = std::env::temp_dir().join(format!("ticket-audit-test-{}", std::process::id()));
                         let cluster = LocalPostgres::start(&dir, LocalOptions { ephemeral: true })
                             .await
                             .expect("start a private PostgreSQL for the tests (or set DATABASE_URL)");
-                        (cluster.url("postgres").parse().expect("cluster url"), false, Some(cluster))
+                        (cluster.url("postgres"), false, Some(cluster))
                     }
                 };
+                let admin: PgConnectOptions = admin_url.parse().expect("database URL parses");
                 let template = format!("ta_template_{}", std::process::id());
                 let mut conn = admin.connect().await.expect("connect to the test server");
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {template}")).execute(&mut conn).await.unwrap();
                 sqlx::query(&format!("CREATE DATABASE {template}")).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
                 ticket_audit::migrate(&admin.clone().database(&template)).await.expect("migrate the template");
-                tx.send(Server { admin, template, shared }).unwrap();
+                tx.send(Server { admin, admin_url, template, shared }).unwrap();
                 // Keep the cluster (and its runtime) alive until the process exits.
                 let _cluster = cluster;
                 std::future::pending::<()>().await;
@@ -71,12 +74,23 @@ pub async fn fresh_database() -> (PgConnectOptions, String) {
     (s.admin.clone().database(&name), name)
 }
 
+/// The URL of database `name` on the test server, for child processes.
+pub fn database_url(name: &str) -> String {
+    let url = &server().admin_url;
+    let (path, query) = url.split_once('?').map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
+    let base = &path[..path.rfind('/').expect("a database URL has a path")];
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     /// Direct access to the test's database, to assert on rows.
     pub db: PgPool,
-    db_name: String,
+    pub db_name: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ticket_audit::BoxError>>>,
 }
@@ -277,3 +291,6 @@ pub async fn walk(app: &TestApp, path: &str, token: Option<&str>) -> Vec<serde_j
 pub async fn raw_connection(options: &PgConnectOptions) -> PgConnection {
     options.connect().await.unwrap()
 }
+
+/// A delivery's chained fields and stored hash: (seq, received_at, dedup_key, action, status_code, body_sha256, hash).
+pub type ChainRow = (i64, time::OffsetDateTime, String, Option<String>, Option<i32>, Vec<u8>, Vec<u8>);

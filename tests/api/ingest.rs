@@ -80,8 +80,6 @@ async fn the_same_delivery_raced_from_20_requests_is_stored_once() {
     assert_eq!(app.count("commands").await, 2);
 }
 
-type ChainRow = (i64, time::OffsetDateTime, String, Option<String>, Option<i32>, Vec<u8>, Vec<u8>);
-
 #[tokio::test]
 async fn concurrent_deliveries_get_gapless_sequence_numbers_and_a_valid_chain() {
     let app = spawn_app().await;

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod ingest;
+mod ledger;
 mod limits;
 mod normalization;
 mod outage;

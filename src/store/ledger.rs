@@ -1,0 +1,354 @@
+//! The ledger: its head, and the check that the record is whole and unaltered.
+//!
+//! `verify` walks the deliveries in sequence order inside one snapshot, recomputes every chain
+//! hash and every body hash, re-derives each delivery's commands and compares them with the
+//! command rows, and stops at the first break, naming its kind.
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
+
+use super::text::PgText;
+use super::writer::{unprojected, UNPROJECTED_MARK};
+use crate::domain::ledger::{chain_hash, sha256, ChainedFields, Hash, GENESIS};
+use crate::domain::{normalize, Envelope, Normalized};
+
+const CHUNK: i64 = 2000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    pub seq: i64,
+    #[serde(serialize_with = "hex_hash")]
+    pub hash: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
+}
+
+fn hex_hash<S: serde::Serializer>(h: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(h))
+}
+
+pub async fn head(conn: &mut PgConnection) -> Result<Head, sqlx::Error> {
+    let (seq, hash, at) = sqlx::query_as("SELECT seq, hash, at FROM ledger_head").fetch_one(conn).await?;
+    Ok(Head { seq, hash, at })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakKind {
+    /// The body's bytes no longer hash to the body_sha256 stored with them.
+    BodyEdited,
+    /// A chained field (seq, time, key, action, status, body hash) or the hash itself changed.
+    RowEdited,
+    /// Sequence numbers are missing.
+    RowDeleted,
+    /// A row that was never received stands in the chain.
+    RowInserted,
+    /// Rows stand at sequence numbers other than their own.
+    RowsReordered,
+    /// The ledger head does not match the last row.
+    HeadMismatch,
+    /// The chain no longer passes through a head recorded earlier (`--expect-head`).
+    HistoryRewritten,
+    /// A command row differs from what its delivery says.
+    CommandEdited,
+    /// A command its delivery says was recorded has no row.
+    CommandMissing,
+    /// A command row no delivery accounts for.
+    CommandInserted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Break {
+    pub kind: BreakKind,
+    pub seq: i64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub deliveries: u64,
+    pub commands: u64,
+    pub head: Head,
+    #[serde(rename = "break")]
+    pub first_break: Option<Break>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    received_at: OffsetDateTime,
+    dedup_key: String,
+    action: Option<String>,
+    status_code: Option<i32>,
+    body: Vec<u8>,
+    body_sha256: Vec<u8>,
+    hash: Vec<u8>,
+    normalize_error: Option<String>,
+}
+
+impl Row {
+    fn fields(&self, seq: i64) -> ChainedFields<'_> {
+        ChainedFields {
+            seq,
+            received_at: self.received_at,
+            key: &self.dedup_key,
+            action: self.action.as_deref(),
+            status_code: self.status_code,
+            body_sha256: &self.body_sha256,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow, Debug, PartialEq, Eq)]
+struct CommandRow {
+    seq: i64,
+    position: i32,
+    ticket_name: Option<PgText>,
+    command: PgText,
+    result: Option<PgText>,
+    executed: bool,
+    recorded_at: OffsetDateTime,
+}
+
+/// What a stored delivery normalizes to, as live ingestion projected it.
+pub fn derive(body: &[u8], normalize_error: Option<&str>) -> Option<Normalized> {
+    let n = normalize(&Envelope::parse(body).ok()?);
+    Some(match normalize_error {
+        Some(e) if e.ends_with(UNPROJECTED_MARK) => unprojected(&n, ""),
+        _ => n,
+    })
+}
+
+fn brk(kind: BreakKind, seq: i64, detail: impl Into<String>) -> Option<Break> {
+    Some(Break { kind, seq, detail: detail.into() })
+}
+
+/// Checks the whole record in one snapshot. With `expect`, also that the chain passes through
+/// that (seq, hash), recorded earlier elsewhere.
+pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Result<Report, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let head = head(&mut tx).await?;
+    let (mut deliveries, mut commands) = (0u64, 0u64);
+    let mut prev: Hash = GENESIS;
+    let mut prev2: Hash = GENESIS;
+    let mut last_seq = 0i64;
+    let mut expected_hash_at: Option<Vec<u8>> = None;
+    let mut found: Option<Break> = None;
+
+    'walk: loop {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT seq, received_at, dedup_key, action, status_code, body, body_sha256, hash, normalize_error \
+             FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(last_seq)
+        .bind(CHUNK)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(hi) = rows.last().map(|r| r.seq) else { break };
+        let cmds: Vec<CommandRow> = sqlx::query_as(
+            "SELECT seq, position, ticket_name, command, result, executed, recorded_at FROM commands \
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq, position",
+        )
+        .bind(last_seq)
+        .bind(hi)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut cmds = cmds.into_iter().peekable();
+
+        for r in &rows {
+            let expected_seq = last_seq + 1;
+            if r.seq != expected_seq {
+                found = brk(
+                    BreakKind::RowDeleted,
+                    expected_seq,
+                    format!("sequence numbers {expected_seq}..{} are missing", r.seq - 1),
+                );
+                break 'walk;
+            }
+            if sha256(&r.body).as_slice() != r.body_sha256.as_slice() {
+                found = brk(BreakKind::BodyEdited, r.seq, "the body no longer matches its SHA-256");
+                break 'walk;
+            }
+            let h = chain_hash(&prev, &r.fields(r.seq));
+            if h.as_slice() != r.hash.as_slice() && r.seq > head.seq {
+                found = brk(BreakKind::RowInserted, r.seq, format!("a row past the head at {}", head.seq));
+                break 'walk;
+            }
+            if h.as_slice() != r.hash.as_slice() {
+                found = Some(classify(&mut tx, r, &prev, &prev2).await?);
+                break 'walk;
+            }
+            if let Some((seq, _)) = expect {
+                if seq == r.seq {
+                    expected_hash_at = Some(r.hash.clone());
+                }
+            }
+            // Commands: what the delivery says against the rows, position by position.
+            let derived = derive(&r.body, r.normalize_error.as_deref());
+            let want: Vec<CommandRow> = derived
+                .iter()
+                .flat_map(|n| {
+                    n.commands.iter().map(|c| CommandRow {
+                        seq: r.seq,
+                        position: c.position,
+                        ticket_name: n.ticket.as_deref().map(PgText::from),
+                        command: c.command.as_str().into(),
+                        result: c.result.as_deref().map(PgText::from),
+                        executed: c.executed,
+                        recorded_at: r.received_at,
+                    })
+                })
+                .collect();
+            if let Some(stray) = cmds.next_if(|c| c.seq < r.seq) {
+                found = brk(
+                    BreakKind::CommandInserted,
+                    stray.seq,
+                    format!("command row at position {} has no delivery", stray.position),
+                );
+                break 'walk;
+            }
+            let mut have = Vec::new();
+            while let Some(c) = cmds.next_if(|c| c.seq == r.seq) {
+                have.push(c);
+            }
+            if let Some(b) = compare_commands(r.seq, &want, &have) {
+                found = Some(b);
+                break 'walk;
+            }
+            commands += have.len() as u64;
+            deliveries += 1;
+            prev2 = prev;
+            prev = h;
+            last_seq = r.seq;
+        }
+        if let Some(stray) = cmds.next() {
+            found = brk(
+                BreakKind::CommandInserted,
+                stray.seq,
+                format!("command row at position {} has no delivery", stray.position),
+            );
+            break;
+        }
+    }
+
+    if found.is_none() {
+        let stray: Option<(i64, i32)> =
+            sqlx::query_as("SELECT seq, position FROM commands WHERE seq > $1 ORDER BY seq, position LIMIT 1")
+                .bind(last_seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+        found = if let Some((seq, pos)) = stray {
+            brk(BreakKind::CommandInserted, seq, format!("command row at position {pos} has no delivery"))
+        } else if head.seq > last_seq {
+            brk(
+                BreakKind::RowDeleted,
+                last_seq + 1,
+                format!("the head is at {} but the rows end at {last_seq}", head.seq),
+            )
+        } else if head.seq < last_seq {
+            brk(BreakKind::RowInserted, head.seq + 1, format!("rows go on to {last_seq} past the head at {}", head.seq))
+        } else if head.hash.as_slice() != prev.as_slice() {
+            brk(BreakKind::HeadMismatch, head.seq, "the head's hash is not the last row's")
+        } else {
+            None
+        };
+    }
+    if let (None, Some((seq, hash))) = (&found, expect) {
+        found = match expected_hash_at {
+            Some(h) if h.as_slice() == hash.as_slice() => None,
+            Some(h) => brk(
+                BreakKind::HistoryRewritten,
+                seq,
+                format!(
+                    "the chain passes through {seq}:{} , not the recorded {seq}:{}",
+                    hex::encode(h),
+                    hex::encode(hash)
+                ),
+            ),
+            None => brk(
+                BreakKind::HistoryRewritten,
+                seq,
+                format!("the chain ends at {last_seq}, before the recorded head {seq}"),
+            ),
+        };
+    }
+    tx.commit().await?;
+    Ok(Report { ok: found.is_none(), deliveries, commands, head, first_break: found })
+}
+
+/// Names a break in the chain at row `r`, given the verified hashes before it.
+async fn classify(tx: &mut PgConnection, r: &Row, prev: &Hash, prev2: &Hash) -> Result<Break, sqlx::Error> {
+    let n = r.seq;
+    // A correctly hashed row inserted just before `r`, with `r` and those after renumbered.
+    if n > 1 && chain_hash(prev2, &r.fields(n - 1)).as_slice() == r.hash.as_slice() {
+        return Ok(Break {
+            kind: BreakKind::RowInserted,
+            seq: n - 1,
+            detail: format!("the row at {} was never received; the one at {n} belongs at {}", n - 1, n - 1),
+        });
+    }
+    // Which later row belongs at `n`?
+    let later: Vec<Row> = sqlx::query_as(
+        "SELECT seq, received_at, dedup_key, action, status_code, ''::bytea AS body, body_sha256, hash, \
+         NULL::text AS normalize_error FROM deliveries WHERE seq > $1 ORDER BY seq",
+    )
+    .bind(n)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(x) = later.iter().find(|x| chain_hash(prev, &x.fields(n)).as_slice() == x.hash.as_slice()) {
+        let r_fits_after_x = chain_hash(&hash_of(&x.hash), &r.fields(n + 1)).as_slice() == r.hash.as_slice();
+        if x.seq == n + 1 && !r_fits_after_x {
+            return Ok(Break {
+                kind: BreakKind::RowInserted,
+                seq: n,
+                detail: format!("the row at {n} was never received; the one now at {} belongs at {n}", n + 1),
+            });
+        }
+        return Ok(Break {
+            kind: BreakKind::RowsReordered,
+            seq: n,
+            detail: format!("the row at {} belongs at {n}", x.seq),
+        });
+    }
+    Ok(Break {
+        kind: BreakKind::RowEdited,
+        seq: n,
+        detail: "a chained field or the hash of this row was changed".into(),
+    })
+}
+
+fn hash_of(v: &[u8]) -> Hash {
+    v.try_into().unwrap_or(GENESIS)
+}
+
+fn compare_commands(seq: i64, want: &[CommandRow], have: &[CommandRow]) -> Option<Break> {
+    for w in want {
+        match have.iter().find(|h| h.position == w.position) {
+            None => {
+                return brk(BreakKind::CommandMissing, seq, format!("command at position {} has no row", w.position))
+            }
+            Some(h) if h != w => {
+                return brk(
+                    BreakKind::CommandEdited,
+                    seq,
+                    format!("command at position {} differs from its delivery", w.position),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    have.iter().find(|h| !want.iter().any(|w| w.position == h.position)).and_then(|h| {
+        brk(BreakKind::CommandInserted, seq, format!("command row at position {} is not in its delivery", h.position))
+    })
+}
+
+/// Parses `SEQ:HASH` (hash in hex).
+pub fn parse_head(s: &str) -> Result<(i64, Hash), String> {
+    let (seq, hash) = s.split_once(':').ok_or("expected SEQ:HASH")?;
+    let seq = seq.trim().parse().map_err(|_| "SEQ is not a number")?;
+    let hash = hex::decode(hash.trim()).map_err(|_| "HASH is not hex")?;
+    Ok((seq, hash.try_into().map_err(|_| "HASH is not 32 bytes")?))
+}
