@@ -131,6 +131,7 @@ pub async fn serve(
         batch_max = settings.write_batch_max,
         "listening"
     );
+    http::metrics::handle();
     let app = http::router(state, Duration::from_secs(settings.request_timeout_secs));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.

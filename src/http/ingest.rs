@@ -23,6 +23,28 @@ pub struct Receipt {
 }
 
 pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let start = std::time::Instant::now();
+    let result = store(app, headers, body).await;
+    let outcome = match &result {
+        Ok((_, r)) if r.duplicate => "duplicate",
+        Ok(_) => "stored",
+        Err(_) => "rejected",
+    };
+    let reason = match &result {
+        Ok(_) => "",
+        Err(ApiError::Unauthorized(_)) => "unauthorized",
+        Err(ApiError::PayloadTooLarge(_)) => "too_large",
+        Err(ApiError::BadRequest(_)) => "invalid",
+        Err(ApiError::Unavailable(..)) => "unavailable",
+        Err(_) => "error",
+    };
+    metrics::counter!("ticket_audit_deliveries_total", "outcome" => outcome, "reason" => reason).increment(1);
+    metrics::histogram!("ticket_audit_ingest_seconds", "outcome" => outcome).record(start.elapsed().as_secs_f64());
+    let (status, receipt) = result?;
+    Ok((status, Json(receipt)).into_response())
+}
+
+async fn store(app: AppState, headers: HeaderMap, body: Body) -> Result<(StatusCode, Receipt), ApiError> {
     let received_at = truncate_to_micros(OffsetDateTime::now_utc());
     app.webhook_auth.check_headers(&headers)?;
     let body = read_limited(&headers, body, app.max_body_bytes).await?;
@@ -32,8 +54,7 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body
     let delivery = prepare(body.to_vec(), identity, received_at).map_err(ApiError::BadRequest)?;
     let outcome = app.writer.submit(delivery).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
-    let receipt = Receipt { delivery_id: outcome.seq, seq: outcome.seq, duplicate: outcome.duplicate };
-    Ok((status, Json(receipt)).into_response())
+    Ok((status, Receipt { delivery_id: outcome.seq, seq: outcome.seq, duplicate: outcome.duplicate }))
 }
 
 /// Reads at most `limit` bytes: a declared length over the limit is refused before reading,

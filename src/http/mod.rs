@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod ledger;
+pub mod metrics;
 pub mod pagination;
 pub mod tickets;
 
@@ -72,6 +73,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn(metrics::track))
         .route_layer(middleware::from_fn(record_route))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

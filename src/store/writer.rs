@@ -31,14 +31,15 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    pool: PgPool,
 }
 
 impl Writer {
     /// Starts the writer task. It ends once every `Writer` clone is dropped and the queue is drained.
     pub fn spawn(pool: PgPool, queue_capacity: usize, max_batch: usize) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-        let handle = tokio::spawn(run(pool, rx, max_batch.max(1)));
-        (Writer { queue: tx }, handle)
+        let handle = tokio::spawn(run(pool.clone(), rx, max_batch.max(1)));
+        (Writer { queue: tx, pool }, handle)
     }
 
     /// Stores one delivery; returns once it is committed (or known not to be).
@@ -60,6 +61,11 @@ impl Writer {
         Ok(async move { answer.await.map_err(|_| WriteError::Stopped)? })
     }
 
+    /// The writer's own connections.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
@@ -68,7 +74,10 @@ impl Writer {
 async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        metrics::histogram!("ticket_audit_write_batch_size").record(jobs.len() as f64);
+        let start = std::time::Instant::now();
         commit(&pool, std::mem::take(&mut jobs)).await;
+        metrics::histogram!("ticket_audit_write_commit_seconds").record(start.elapsed().as_secs_f64());
     }
 }
 

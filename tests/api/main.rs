@@ -6,6 +6,7 @@ mod auth;
 mod ingest;
 mod ledger;
 mod limits;
+mod metrics;
 mod normalization;
 mod outage;
 mod reads;

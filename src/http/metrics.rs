@@ -1,0 +1,56 @@
+//! `GET /metrics`: Prometheus text. Counters and histograms are recorded where things happen;
+//! gauges (queue depth, pool use) are read when scraped.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+
+/// Latency buckets, in seconds: from a fast read to a request timing out.
+const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// The process-wide recorder (the `metrics` facade has one), installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full("ticket_audit_write_batch_size".into()), BATCH))
+            .expect("bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (a host program's); then ours renders empty counters.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub async fn render(State(app): State<AppState>) -> Response {
+    metrics::gauge!("ticket_audit_write_queue_depth").set(app.writer.queue_depth() as f64);
+    for (name, pool) in [("read", &app.pool), ("write", app.writer.pool())] {
+        let idle = pool.num_idle() as f64;
+        metrics::gauge!("ticket_audit_db_pool_connections", "pool" => name, "state" => "idle").set(idle);
+        metrics::gauge!("ticket_audit_db_pool_connections", "pool" => name, "state" => "in_use")
+            .set(pool.size() as f64 - idle);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
+}
+
+/// Times every request by matched route, method and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let method = req.method().to_string();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::histogram!("ticket_audit_http_request_seconds", "route" => route, "method" => method, "status" => status)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
