@@ -10,4 +10,5 @@ mod metrics;
 mod normalization;
 mod outage;
 mod reads;
+mod secrets;
 mod tenancy;
