@@ -33,4 +33,4 @@ FROM (
     GROUP BY 1, ticket
 ) per_ticket
 GROUP BY agent
-ORDER BY executed DESC, agent;
+ORDER BY executed DESC, agent COLLATE "C";

@@ -38,4 +38,4 @@ SELECT day, coalesce(tenant_id, '(none)') AS tenant,
 FROM events
 WHERE :'tenant' = '' OR tenant_id = :'tenant'
 GROUP BY day, tenant_id
-ORDER BY day, tenant;
+ORDER BY day, coalesce(tenant_id, '(none)') COLLATE "C";

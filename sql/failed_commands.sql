@@ -16,11 +16,11 @@ SELECT outcome,
        coalesce(agent_name, '(none)') AS agent,
        count(*) AS commands,
        count(DISTINCT ticket) AS tickets,
-       mode() WITHIN GROUP (ORDER BY sub_command) AS most_failing,
+       mode() WITHIN GROUP (ORDER BY sub_command COLLATE "C") AS most_failing,
        max(at) AS last_failed_at
 FROM reporting.commands
 WHERE failed
   AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
   AND (:'tenant' = '' OR tenant_id = :'tenant')
 GROUP BY outcome, 2
-ORDER BY outcome, commands DESC, agent;
+ORDER BY outcome COLLATE "C", commands DESC, coalesce(agent_name, '(none)') COLLATE "C";

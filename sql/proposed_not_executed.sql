@@ -24,7 +24,7 @@ FROM (
       AND (:'tenant' = '' OR tenant_id = :'tenant')
     GROUP BY 1
 ) per_agent
-ORDER BY never_executed DESC, agent;
+ORDER BY never_executed DESC, agent COLLATE "C";
 
 SELECT at, ticket, coalesce(tenant_id, '(none)') AS tenant, coalesce(agent_name, '(none)') AS agent, command
 FROM reporting.proposals

@@ -38,7 +38,7 @@ WHERE risk IS NOT NULL
   AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
   AND (:'tenant' = '' OR tenant_id = :'tenant')
 GROUP BY risk, 2
-ORDER BY risk, executed DESC, proposed DESC, agent;
+ORDER BY risk COLLATE "C", executed DESC, proposed DESC, coalesce(agent_name, '(none)') COLLATE "C";
 
 SELECT at, ticket, coalesce(tenant_id, '(none)') AS tenant, coalesce(agent_name, '(none)') AS agent,
        risk, outcome, command

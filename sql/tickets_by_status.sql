@@ -23,7 +23,7 @@ FROM reporting.tickets
 WHERE first_activity_at >= :'since'::timestamptz AND first_activity_at < :'until'::timestamptz
   AND (:'tenant' = '' OR tenant_id = :'tenant')
 GROUP BY 1, 2
-ORDER BY status, agent;
+ORDER BY coalesce(status, '(none)') COLLATE "C", coalesce(agent_name, '(none)') COLLATE "C";
 
 SELECT ticket, coalesce(tenant_id, '(none)') AS tenant, coalesce(agent_name, '(none)') AS agent,
        coalesce(status, '(none)') AS status, first_activity_at, last_activity_at, user_messages
@@ -31,5 +31,5 @@ FROM reporting.tickets
 WHERE NOT answered
   AND first_activity_at >= :'since'::timestamptz AND first_activity_at < :'until'::timestamptz
   AND (:'tenant' = '' OR tenant_id = :'tenant')
-ORDER BY first_activity_at, ticket
+ORDER BY first_activity_at, ticket COLLATE "C"
 LIMIT (:'limit')::bigint;

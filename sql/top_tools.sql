@@ -23,11 +23,11 @@ WITH used AS (
     SELECT agent, 'sub-command', sub_command, count(*) FROM used GROUP BY agent, sub_command
 ), ranked AS (
     SELECT agent, kind, name, uses,
-           row_number() OVER (PARTITION BY agent, kind ORDER BY uses DESC, name) AS rank,
+           row_number() OVER (PARTITION BY agent, kind ORDER BY uses DESC, name COLLATE "C") AS rank,
            sum(uses) OVER (PARTITION BY agent, kind) AS total
     FROM counted
 )
 SELECT agent, kind, rank, name, uses, round(100.0 * uses / total, 1) AS share_pct
 FROM ranked
 WHERE rank <= (:'top')::int
-ORDER BY agent, kind DESC, rank;
+ORDER BY agent COLLATE "C", kind = 'tool' DESC, rank;
