@@ -122,7 +122,7 @@ COMMENT ON FUNCTION reporting.command_sub_command(text) IS
 --                 "does not exist", "doesn't exist", "unknown command", "unknown host".
 --   error         any other failure marker: a line starting with "error", "fatal", "panic",
 --                 "exception" or "traceback"; "error:", "error(", "error[", "error from server";
---                 "an error occurred"; "exception:"; "failed to", "failed with", "failed:";
+--                 "an error occurred"; "exception:"; "failed to|with|because", "failed:";
 --                 "cannot ", "can't ", "unable to"; "connection refused"; "exit code|status N"
 --                 with N not 0; "segmentation fault"; "syntax error"; "invalid argument|option|
 --                 value|parameter|syntax"; "command failed"; "returned non-zero".
@@ -149,7 +149,7 @@ RETURN (
         WHEN h ~* ('not ?found|no ?such ?(file|directory|host|bucket|key|entity)'
                    '|does not exist|doesn''t exist|unknown (command|host)') THEN 'not_found'
         WHEN h ~* ('(^|\n)\s*(error|fatal|panic|exception|traceback)\M|\merror( from server)?\s*[:(\[]'
-                   '|an error occurred|\mexception:|\mfailed (to|with)\M|\mfailed:|\mcannot |\mcan''t '
+                   '|an error occurred|\mexception:|\mfailed (to|with|because)\M|\mfailed:|\mcannot |\mcan''t '
                    '|\munable to\M|connection refused|exit (code|status):? [1-9]|segmentation fault'
                    '|syntax error|\minvalid (argument|option|value|parameter|syntax)|command failed'
                    '|returned non-zero') THEN 'error'
