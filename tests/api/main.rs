@@ -8,4 +8,5 @@ mod limits;
 mod normalization;
 mod outage;
 mod reads;
+mod reports;
 mod tenancy;
