@@ -11,16 +11,18 @@
 -- Columns: agent, kind ('tool' or 'sub-command'), rank, name, uses, share_pct.
 \ir params.psql
 
-WITH used AS (
-    SELECT coalesce(agent_name, '(none)') AS agent, tool, sub_command
+-- One pass over the commands, grouped by sub-command (each belongs to one tool); tools are sums.
+WITH per_sub_command AS (
+    SELECT coalesce(agent_name, '(none)') AS agent, tool, sub_command, count(*) AS uses
     FROM reporting.commands
     WHERE executed AND tool IS NOT NULL
       AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
       AND (:'tenant' = '' OR tenant_id = :'tenant')
+    GROUP BY 1, tool, sub_command
 ), counted AS (
-    SELECT agent, 'tool' AS kind, tool AS name, count(*) AS uses FROM used GROUP BY agent, tool
+    SELECT agent, 'tool' AS kind, tool AS name, sum(uses) AS uses FROM per_sub_command GROUP BY agent, tool
     UNION ALL
-    SELECT agent, 'sub-command', sub_command, count(*) FROM used GROUP BY agent, sub_command
+    SELECT agent, 'sub-command', sub_command, sum(uses) FROM per_sub_command GROUP BY agent, sub_command
 ), ranked AS (
     SELECT agent, kind, name, uses,
            row_number() OVER (PARTITION BY agent, kind ORDER BY uses DESC, name COLLATE "C") AS rank,
