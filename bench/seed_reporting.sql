@@ -14,7 +14,7 @@
 --     4 statuses. 8% of tickets never get an agent answer, and 5% of other messages have none.
 --   * a delivery's first command is a proposal 40% of the time (the same line as the next, executed,
 --     command 70% of those times); the rest are executed, with results: 80% ok, 6% error,
---     5% denied, 4% not_found, 2% timeout, 3% none. About 1 command in 12 is risky.
+--     5% denied, 4% not_found, 2% timeout, 3% none. About 1 command in 4 is risky (27%).
 --   * times spread evenly over 90 days from 2025-01-01 UTC, in sequence order.
 \set ON_ERROR_STOP on
 \if :{?commands} \else \set commands 100000 \endif
