@@ -1,5 +1,5 @@
 -- Reporting layer (issue 4): the schema `reporting` with the classification rules as IMMUTABLE
--- functions, one view per command and one per ticket, the indexes the reports in sql/ need, and the
+-- functions, views (one row per command, per ticket, per proposal), the index the "never executed" rule needs, and the
 -- read-only group role ticket_audit_reporting. sql/README.md explains all of it with examples.
 --
 -- The rules live in the functions only. The public commands table stores their values as generated
