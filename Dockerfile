@@ -1,7 +1,7 @@
 # Build the one binary, then run it on a small Debian image as an unprivileged user.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock rustfmt.toml build.rs ./
 COPY src ./src
 COPY migrations ./migrations
 COPY tests ./tests

@@ -10,5 +10,6 @@ mod metrics;
 mod normalization;
 mod outage;
 mod reads;
+mod reports;
 mod secrets;
 mod tenancy;

@@ -1,0 +1,508 @@
+//! The reporting layer (issue 4): every report in sql/, run with psql on a data set with known
+//! answers loaded through the real ingest; the classification rules; the read-only role.
+//!
+//! The data set (deliveries in this order; tickets T-1..T-5, tenants acme and globex, agents aws
+//! and k8s; `p:` a proposed command, `x:` an executed one and its outcome class):
+//!
+//!  1  AddTicket T-1 acme aws Open
+//!  2  T-1 user+agent   p: aws s3 ls s3://logs (run below)    x: aws s3 ls -> denied, aws sts -> ok
+//!  3  AddTicket T-2 acme k8s Resolved
+//!  4  T-2 user+agent   p: kubectl delete pod web-1 (run in 9) x: kubectl get pods -> ok,
+//!                                                                kubectl get secret -> not_found
+//!  5  AddTicket T-3 globex aws Open
+//!  6  T-3 user only    p: terraform destroy (never run)     x: curl -> timeout
+//!  7  T-4 user+agent, no AddTicket ever (no tenant, no agent)  x: FOO=1 ./deploy.sh -> unknown
+//!  8  T-1, answered 502: only its executed command is kept     x: aws s3 rm -> ok
+//!  9  T-2 user+agent   p: kubectl rollout restart (never run), kubectl -n prod get pods (run in 4,
+//!                         before, so never run after)        x: kubectl delete pod -> ok,
+//!                                                                helm upgrade -> error
+//! 10  AddTicket T-5 globex k8s Closed (no message ever)
+//! 11  T-1 user+agent                                          x: chmod ... id_rsa -> unknown ("")
+//! 12  no ticket name   p: whoami (run in the same delivery)  x: whoami -> ok
+//!
+//! Delivery n is moved to 2025-06-01 09:00 UTC + 5 h × (n - 1): days 06-01 (1-3), 06-02 (4-8),
+//! 06-03 (9-12).
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::Connection;
+
+use crate::helpers::*;
+
+fn ticket(name: &str, tenant: &str, agent: &str, status: &str) -> String {
+    json!({
+        "Action": "POST:Ticket/AddTicket",
+        "Data": {
+            "RequestBody": {"Ticket": {
+                "Name": name, "Title": format!("title of {name}"), "CreateTime": "2025-05-25T15:30:00Z",
+                "Assignee": {"AgentName": agent, "AgentId": format!("id-{agent}")},
+                "TenantId": tenant, "Status": status
+            }},
+            "StatusCode": 200
+        }
+    })
+    .to_string()
+}
+
+/// A SendTicketMessage: `agent` None leaves the answer out, a `None` result leaves it out too.
+fn conversation(
+    ticket: Option<&str>,
+    agent: Option<&str>,
+    proposed: &[&str],
+    executed: &[(&str, Option<&str>)],
+    status: u16,
+) -> String {
+    let executed: Vec<Value> = executed
+        .iter()
+        .map(|(c, r)| match r {
+            Some(r) => json!({"command": c, "result": r}),
+            None => json!({"command": c}),
+        })
+        .collect();
+    let mut request = json!({"message": {"Content": "please help"}});
+    if let Some(t) = ticket {
+        request["ticketName"] = json!(t);
+    }
+    let mut response = json!({"data": {"Cmds": proposed, "executedCmds": executed}});
+    if let Some(a) = agent {
+        response["Content"] = json!(a);
+    }
+    json!({
+        "Action": "POST:Ticket/SendTicketMessage",
+        "Data": {"RequestBody": request, "ResponseBody": response, "StatusCode": status}
+    })
+    .to_string()
+}
+
+async fn load(app: &TestApp) {
+    let deliveries = [
+        ticket("T-1", "acme", "aws", "Open"),
+        conversation(
+            Some("T-1"),
+            Some("looking"),
+            &["aws s3 ls s3://logs"],
+            &[
+                ("aws s3 ls s3://logs", Some("AccessDenied: Access Denied")),
+                ("aws sts get-caller-identity", Some(r#"{"Arn": "arn:aws:iam::1:user/ops"}"#)),
+            ],
+            200,
+        ),
+        ticket("T-2", "acme", "k8s", "Resolved"),
+        conversation(
+            Some("T-2"),
+            Some("on it"),
+            // Trailing white space: still the same command as the one run in delivery 9.
+            &["kubectl delete pod web-1  "],
+            &[
+                ("kubectl -n prod get pods", Some("NAME    READY\nweb-1   1/1")),
+                ("kubectl get secret db -o yaml", Some(r#"Error from server (NotFound): secrets "db" not found"#)),
+            ],
+            200,
+        ),
+        ticket("T-3", "globex", "aws", "Open"),
+        conversation(
+            Some("T-3"),
+            None,
+            &["terraform destroy -auto-approve"],
+            &[("curl -s https://api.internal/health", Some("curl: (28) Connection timed out after 5001 milliseconds"))],
+            200,
+        ),
+        conversation(Some("T-4"), Some("deploying"), &[], &[("FOO=1 ./deploy.sh --dry-run", None)], 200),
+        conversation(
+            Some("T-1"),
+            Some("lost"),
+            &["aws s3 rb s3://old"],
+            &[("aws s3 rm s3://logs/tmp --recursive", Some("delete: s3://logs/tmp/a.log"))],
+            502,
+        ),
+        conversation(
+            Some("T-2"),
+            Some("restarting"),
+            &["kubectl rollout restart deploy/web", "kubectl -n prod get pods"],
+            &[
+                ("kubectl delete pod web-1", Some(r#"pod "web-1" deleted"#)),
+                ("helm upgrade web ./chart", Some("Error: UPGRADE FAILED: another operation is in progress")),
+            ],
+            200,
+        ),
+        ticket("T-5", "globex", "k8s", "Closed"),
+        conversation(Some("T-1"), Some("fixed the key"), &[], &[("chmod 600 /home/ops/.ssh/id_rsa", Some(""))], 200),
+        conversation(None, Some("me"), &["whoami"], &[("whoami", Some("ops"))], 200),
+    ];
+    for (i, body) in deliveries.iter().enumerate() {
+        assert_eq!(app.deliver(body).await, i as i64 + 1, "deliveries are numbered in the order sent");
+    }
+    // The record's clock is the time of receipt: move each delivery to a known instant, as if
+    // it had been received then, so that days and windows have known answers.
+    // The record refuses updates; as a superuser the test lifts its triggers for this set-up only.
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.unwrap();
+    for sql in [
+        "UPDATE deliveries SET received_at = $1 + (seq - 1) * interval '5 hours'",
+        "UPDATE action_events SET received_at = $1 + (seq - 1) * interval '5 hours'",
+        "UPDATE messages SET received_at = $1 + (seq - 1) * interval '5 hours'",
+        "UPDATE commands SET recorded_at = $1 + (seq - 1) * interval '5 hours'",
+        "UPDATE tickets t SET first_seen_at = $1 + (first_seen_seq - 1) * interval '5 hours',
+             last_activity_at = $1 + ((SELECT max(seq) FROM action_events e WHERE e.ticket_name = t.name) - 1)
+                                     * interval '5 hours'",
+    ] {
+        sqlx::query(sql).bind(time::macros::datetime!(2025-06-01 09:00 UTC)).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Runs `sql/NAME.sql` with psql against the test's database; the rows, fields joined by `|`.
+async fn report(app: &TestApp, name: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    let opts = app.db.connect_options();
+    let host = match opts.get_socket() {
+        Some(dir) => dir.display().to_string(),
+        None => opts.get_host().to_owned(),
+    };
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(format!("{name}.sql"));
+    let mut cmd = tokio::process::Command::new("psql");
+    cmd.args(["-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", &host, "-p", &opts.get_port().to_string(), "-U", opts.get_username()])
+        .args(["-d", opts.get_database().expect("a test database name")])
+        .arg("-f")
+        .arg(&file);
+    for (k, v) in vars {
+        cmd.arg("-v").arg(format!("{k}={v}"));
+    }
+    if let Some(password) = std::env::var("DATABASE_URL")
+        .ok()
+        .and_then(|u| reqwest::Url::parse(&u).ok())
+        .and_then(|u| u.password().map(str::to_owned))
+    {
+        cmd.env("PGPASSWORD", password);
+    }
+    let out = cmd.output().await.expect("run psql (it must be on PATH)");
+    assert!(out.status.success(), "psql -f {name}.sql failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "psql -f {name}.sql warned: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+async fn loaded() -> TestApp {
+    let app = spawn_app().await;
+    load(&app).await;
+    app
+}
+
+#[tokio::test]
+async fn agent_usage_counts_executed_commands_tickets_and_errors_or_denials() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "agent_usage", &[]).await,
+        ["aws|5|2|0|1|20.0", "k8s|4|1|1|0|25.0", "(none)|2|1|0|0|0.0"],
+        "T-4's command and the one without a ticket go to (none); a command without a ticket counts no ticket"
+    );
+    assert_eq!(report(&app, "agent_usage", &[("tenant", "acme")]).await, ["aws|4|1|0|1|25.0", "k8s|4|1|1|0|25.0"]);
+    assert_eq!(
+        report(&app, "agent_usage", &[("since", "2025-06-02"), ("until", "2025-06-03")]).await,
+        ["aws|2|2|0|0|0.0", "k8s|2|1|0|0|0.0", "(none)|1|1|0|0|0.0"],
+        "since is inclusive, until exclusive; delivery 9 at 06-03 01:00 is out"
+    );
+}
+
+#[tokio::test]
+async fn top_tools_ranks_tools_and_sub_commands_per_agent() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "top_tools", &[]).await,
+        [
+            "(none)|tool|1|deploy.sh|1|50.0",
+            "(none)|tool|2|whoami|1|50.0",
+            "(none)|sub-command|1|deploy.sh|1|50.0",
+            "(none)|sub-command|2|whoami|1|50.0",
+            "aws|tool|1|aws|3|60.0",
+            "aws|tool|2|chmod|1|20.0",
+            "aws|tool|3|curl|1|20.0",
+            "aws|sub-command|1|aws s3|2|40.0",
+            "aws|sub-command|2|aws sts|1|20.0",
+            "aws|sub-command|3|chmod|1|20.0",
+            "aws|sub-command|4|curl|1|20.0",
+            "k8s|tool|1|kubectl|3|75.0",
+            "k8s|tool|2|helm|1|25.0",
+            "k8s|sub-command|1|kubectl get|2|50.0",
+            "k8s|sub-command|2|helm upgrade|1|25.0",
+            "k8s|sub-command|3|kubectl delete|1|25.0",
+        ]
+    );
+    assert_eq!(
+        report(&app, "top_tools", &[("top", "1"), ("tenant", "acme")]).await,
+        [
+            "aws|tool|1|aws|3|75.0",
+            "aws|sub-command|1|aws s3|2|50.0",
+            "k8s|tool|1|kubectl|3|75.0",
+            "k8s|sub-command|1|kubectl get|2|50.0",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn daily_activity_counts_tickets_messages_and_commands_per_day_and_tenant() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "daily_activity", &[]).await,
+        [
+            "2025-06-01|acme|2|1|1|1|2",
+            "2025-06-02|(none)|1|1|1|0|1",
+            "2025-06-02|acme|0|1|1|1|3",
+            "2025-06-02|globex|1|1|0|1|1",
+            "2025-06-03|(none)|0|0|0|1|1",
+            "2025-06-03|acme|0|2|2|2|3",
+            "2025-06-03|globex|1|0|0|0|0",
+        ],
+        "the failed delivery 8 adds its executed command to acme on 06-02, and no message"
+    );
+    assert_eq!(
+        report(&app, "daily_activity", &[("tenant", "globex")]).await,
+        ["2025-06-02|globex|1|1|0|1|1", "2025-06-03|globex|1|0|0|0|0"]
+    );
+    assert_eq!(
+        report(&app, "daily_activity", &[("since", "2025-06-02 10:00"), ("until", "2025-06-02 20:00")]).await,
+        ["2025-06-02|(none)|1|1|1|0|1", "2025-06-02|globex|0|1|0|1|1"],
+        "a window inside a day: deliveries 6 and 7"
+    );
+}
+
+#[tokio::test]
+async fn failed_commands_groups_failures_by_outcome_and_agent() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "failed_commands", &[]).await,
+        [
+            "denied|aws|1|1|aws s3|2025-06-01 14:00:00+00",
+            "error|k8s|1|1|helm upgrade|2025-06-03 01:00:00+00",
+            "not_found|k8s|1|1|kubectl get|2025-06-02 00:00:00+00",
+            "timeout|aws|1|1|curl|2025-06-02 10:00:00+00",
+        ],
+        "unknown (no result, or a blank one) is not a failure"
+    );
+    assert_eq!(
+        report(&app, "failed_commands", &[("tenant", "globex")]).await,
+        ["timeout|aws|1|1|curl|2025-06-02 10:00:00+00"]
+    );
+}
+
+#[tokio::test]
+async fn proposed_not_executed_lists_proposals_never_run_on_their_ticket_afterwards() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "proposed_not_executed", &[]).await,
+        [
+            "k8s|3|2|66.7",
+            "aws|2|1|50.0",
+            "(none)|1|0|0.0",
+            "2025-06-03 01:00:00+00|T-2|acme|k8s|kubectl rollout restart deploy/web",
+            "2025-06-03 01:00:00+00|T-2|acme|k8s|kubectl -n prod get pods",
+            "2025-06-02 10:00:00+00|T-3|globex|aws|terraform destroy -auto-approve",
+        ],
+        "run in the same delivery or later counts as executed, run only before does not; the \
+         failed delivery's proposal was never recorded"
+    );
+    assert_eq!(
+        report(&app, "proposed_not_executed", &[("limit", "1"), ("until", "2025-06-03")]).await,
+        ["aws|2|1|50.0", "k8s|1|0|0.0", "2025-06-02 10:00:00+00|T-3|globex|aws|terraform destroy -auto-approve"],
+        "the proposal of delivery 4 was executed in delivery 9, after the window: still executed"
+    );
+}
+
+#[tokio::test]
+async fn risky_commands_counts_and_lists_by_risk_class() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "risky_commands", &[]).await,
+        [
+            "delete|k8s|1|1|0|1",
+            "delete|aws|1|0|0|1",
+            "destroy|aws|0|1|0|1",
+            "permissions|aws|1|0|0|1",
+            "secrets|k8s|1|0|1|1",
+            "2025-06-03 11:00:00+00|T-1|acme|aws|permissions|unknown|chmod 600 /home/ops/.ssh/id_rsa",
+            "2025-06-03 01:00:00+00|T-2|acme|k8s|delete|ok|kubectl delete pod web-1",
+            "2025-06-02 20:00:00+00|T-1|acme|aws|delete|ok|aws s3 rm s3://logs/tmp --recursive",
+            "2025-06-02 10:00:00+00|T-3|globex|aws|destroy|not_executed|terraform destroy -auto-approve",
+            "2025-06-02 00:00:00+00|T-2|acme|k8s|delete|not_executed|kubectl delete pod web-1  ",
+            "2025-06-02 00:00:00+00|T-2|acme|k8s|secrets|not_found|kubectl get secret db -o yaml",
+        ]
+    );
+    assert_eq!(
+        report(&app, "risky_commands", &[("since", "2025-06-03"), ("limit", "1")]).await,
+        [
+            "delete|k8s|1|0|0|1",
+            "permissions|aws|1|0|0|1",
+            "2025-06-03 11:00:00+00|T-1|acme|aws|permissions|unknown|chmod 600 /home/ops/.ssh/id_rsa",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn tickets_by_status_and_the_tickets_no_agent_has_answered() {
+    let app = loaded().await;
+    assert_eq!(
+        report(&app, "tickets_by_status", &[]).await,
+        [
+            "(none)|(none)|1|1|0",
+            "Closed|k8s|1|0|1",
+            "Open|aws|2|1|1",
+            "Resolved|k8s|1|1|0",
+            "T-3|globex|aws|Open|2025-06-02 05:00:00+00|2025-06-02 10:00:00+00|1",
+            "T-5|globex|k8s|Closed|2025-06-03 06:00:00+00|2025-06-03 06:00:00+00|0",
+        ],
+        "T-4 came by message only (no status, tenant or agent); T-1's answer in the failed delivery 8 was not recorded, its others were"
+    );
+    assert_eq!(
+        report(&app, "tickets_by_status", &[("since", "2025-06-03")]).await,
+        ["Closed|k8s|1|0|1", "T-5|globex|k8s|Closed|2025-06-03 06:00:00+00|2025-06-03 06:00:00+00|0"]
+    );
+}
+
+#[tokio::test]
+async fn the_ticket_view_counts_messages_commands_and_activity() {
+    let app = loaded().await;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws('|', ticket, messages, user_messages, agent_messages, commands_proposed,
+                          commands_executed, commands_failed, answered, first_activity_at, last_activity_at)
+         FROM reporting.tickets ORDER BY ticket",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "T-1|4|2|2|1|4|1|t|2025-06-01 09:00:00+00|2025-06-03 11:00:00+00",
+            "T-2|4|2|2|3|4|2|t|2025-06-01 19:00:00+00|2025-06-03 01:00:00+00",
+            "T-3|1|1|0|1|1|1|f|2025-06-02 05:00:00+00|2025-06-02 10:00:00+00",
+            "T-4|2|1|1|0|1|0|t|2025-06-02 15:00:00+00|2025-06-02 15:00:00+00",
+            "T-5|0|0|0|0|0|0|f|2025-06-03 06:00:00+00|2025-06-03 06:00:00+00",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn classification_rules() {
+    let app = spawn_app().await;
+    // One line per command: tool|sub-command|risk, with null shown as "-".
+    let words: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws('|', coalesce(reporting.command_tool(c), '-'),
+                          coalesce(reporting.command_sub_command(c), '-'), coalesce(reporting.command_risk(c), '-'))
+         FROM unnest($1::text[]) WITH ORDINALITY AS u (c, i) ORDER BY i",
+    )
+    .bind(vec![
+        "aws s3 ls s3://bucket",
+        "sudo -u root kubectl -n prod get pods",
+        "FOO=1 AWS_PROFILE=x terraform apply -auto-approve",
+        "env -u HOME /usr/local/bin/helm --kube-context c uninstall web",
+        "ls -la /tmp",
+        "git -C /srv/app status",
+        "cd /srv && terraform destroy",
+        "docker run --rm alpine true",
+        "rm -rf /tmp/x",
+        "aws ec2 terminate-instances --instance-ids i-1",
+        "aws iam attach-role-policy --role-name r --policy-arn p",
+        "vault read secret/db",
+        "   ",
+    ])
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        words,
+        [
+            "aws|aws s3|-",
+            "kubectl|kubectl get|-",
+            "terraform|terraform apply|-",
+            "helm|helm uninstall|delete",
+            "ls|ls|-",
+            "git|git status|-",
+            "cd|cd|destroy",
+            "docker|docker run|-",
+            "rm|rm|delete",
+            "aws|aws ec2|terminate",
+            "aws|aws iam|permissions",
+            "vault|vault read|secrets",
+            "-|-|-",
+        ]
+    );
+
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT reporting.command_outcome(x, r)
+         FROM unnest($1::text[], $2::bool[]) WITH ORDINALITY AS u (r, x, i) ORDER BY i",
+    )
+    .bind(vec![
+        None,
+        None,
+        Some(" \n"),
+        Some("An error occurred (AccessDenied) when calling the ListBuckets operation: Access Denied"),
+        Some("Error from server (NotFound): pods \"x\" not found"),
+        Some("Error from server (Forbidden): pods is forbidden"),
+        Some("Unable to connect to the server: dial tcp 10.0.0.1:443: i/o timeout"),
+        Some("bash: tf: command not found"),
+        Some("fatal: not a git repository"),
+        Some("Job for nginx.service failed because the control process exited with error code."),
+        Some(r#"{"Timeout": 30, "failed": 0, "Effect": "Deny"}"#),
+    ])
+    .bind(vec![false, true, true, true, true, true, true, true, true, true, true])
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            "not_executed",
+            "unknown",
+            "unknown",
+            "denied",
+            "not_found",
+            "denied",
+            "timeout",
+            "not_found",
+            "error",
+            "error",
+            "ok"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_reporting_role_reads_and_changes_nothing() {
+    let app = loaded().await;
+    let opts: PgConnectOptions = (*app.db.connect_options()).clone();
+    let mut conn = raw_connection(&opts).await;
+    sqlx::query("SET ROLE ticket_audit_reporting").execute(&mut conn).await.unwrap();
+
+    let reads = [
+        "SELECT count(*) FROM reporting.commands",
+        "SELECT count(*) FROM reporting.tickets",
+        "SELECT count(*) FROM reporting.proposals",
+        "SELECT count(*) FROM deliveries",
+        "SELECT count(*) FROM commands",
+    ];
+    for sql in reads {
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(n > 0, "{sql}");
+    }
+    let writes = [
+        "INSERT INTO tickets (name, first_seen_at, first_seen_seq, last_activity_at) VALUES ('X', now(), 1, now())",
+        "UPDATE tickets SET status = 'Closed'",
+        "DELETE FROM commands",
+        "UPDATE deliveries SET action = 'x'",
+        "DELETE FROM deliveries",
+        "TRUNCATE messages",
+        "UPDATE ledger_head SET seq = 0",
+        "CREATE TABLE public.mine (x int)",
+        "CREATE VIEW reporting.mine AS SELECT 1",
+        "CREATE OR REPLACE FUNCTION reporting.command_risk(command text) RETURNS text LANGUAGE sql RETURN NULL",
+    ];
+    for sql in writes {
+        let err = sqlx::query(sql).execute(&mut conn).await.expect_err(sql);
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql} must be refused for lack of privilege: {err}");
+    }
+    sqlx::query("RESET ROLE").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(app.count("tickets").await, 5, "nothing changed");
+}
