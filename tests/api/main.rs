@@ -11,5 +11,6 @@ mod normalization;
 mod outage;
 mod reads;
 mod reports;
+mod resilience;
 mod secrets;
 mod tenancy;

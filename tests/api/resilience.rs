@@ -1,0 +1,234 @@
+//! When things go wrong: the database connection cut and restored mid-load, and the service
+//! killed with SIGKILL mid-load and restarted. Whatever was acknowledged is stored exactly once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sqlx::postgres::PgConnectOptions;
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::*;
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: PgConnectOptions) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (c, l) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused as if the network were down
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    let _ = match upstream.get_socket() {
+                        Some(dir) => {
+                            let mut server = UnixStream::connect(dir.join(format!(".s.PGSQL.{}", upstream.get_port())))
+                                .await
+                                .unwrap();
+                            tokio::io::copy_bidirectional(&mut client, &mut server).await
+                        }
+                        None => {
+                            let mut server =
+                                TcpStream::connect((upstream.get_host(), upstream.get_port())).await.unwrap();
+                            tokio::io::copy_bidirectional(&mut client, &mut server).await
+                        }
+                    };
+                });
+                l.lock().unwrap().push(link);
+            }
+        });
+        Proxy { port, cut, links }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Sends `ids` (as webhook-ids) until each is acknowledged; records what each answer said.
+async fn send_all(
+    client: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    acked: &Mutex<BTreeMap<String, i64>>,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for id in ids {
+        let body = message(&format!("R-{}", id.len() % 7), id, "ok", &[("uptime", "up")]);
+        let res = client.post(format!("{base}/webhooks")).header("webhook-id", id).body(body).send().await;
+        match res {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                statuses.push(status);
+                if status == 202 || status == 200 {
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    let seq = v["delivery_id"].as_i64().unwrap();
+                    let previous = acked.lock().unwrap().insert(id.clone(), seq);
+                    assert!(previous.is_none_or(|p| p == seq), "{id} acknowledged under two ids");
+                } else {
+                    assert_eq!(status, 503, "anything not acknowledged is a 503 to retry");
+                    assert!(r.headers().contains_key("retry-after"));
+                }
+            }
+            Err(_) => statuses.push(0),
+        }
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_database_outage_gets_503s_and_the_service_recovers_by_itself() {
+    let (options, name) = fresh_database().await;
+    let proxy = Proxy::start(options.clone()).await;
+    let via_proxy = PgConnectOptions::new().host("127.0.0.1").port(proxy.port).username("postgres").database(&name);
+    let mut pools = pools();
+    pools.db_acquire_timeout_ms = 500;
+    let app = spawn_on(via_proxy, name, settings(), pools).await;
+    let direct = sqlx::PgPool::connect_with(options).await.unwrap();
+    let acked = Mutex::new(BTreeMap::new());
+    let ids = |from: usize, n: usize| (from..from + n).map(|i| format!("out-{i}")).collect::<Vec<_>>();
+
+    // Before: everything is acknowledged.
+    let batches: Vec<Vec<String>> = (0..4).map(|k| ids(k * 50, 50)).collect();
+    let before = futures::future::join_all(batches.iter().map(|b| send_all(&app.client, &app.base, b, &acked))).await;
+    assert!(before.iter().flatten().all(|s| *s == 202));
+
+    // During: not one 2xx, only 503 with Retry-After, and not ready.
+    let outage = std::time::Instant::now();
+    proxy.cut();
+    let refused: Vec<Vec<String>> = (0..4).map(|k| ids(1000 + k * 10, 10)).collect();
+    let during = futures::future::join_all(refused.iter().map(|b| send_all(&app.client, &app.base, b, &acked))).await;
+    assert!(during.iter().flatten().all(|s| *s == 503), "{during:?}");
+    assert_eq!(app.get("/readyz", None).await.status(), 503);
+    assert_eq!(acked.lock().unwrap().len(), 200);
+
+    // After: no restart; the same senders retry what was refused and it is all stored.
+    proxy.restore();
+    eprintln!("outage test: connection cut for {:?}, 40 deliveries refused with 503 meanwhile", outage.elapsed());
+    assert_eq!(app.get("/readyz", None).await.status(), 200, "ready again without a restart");
+    let after = futures::future::join_all(refused.iter().map(|b| send_all(&app.client, &app.base, b, &acked))).await;
+    assert!(after.iter().flatten().all(|s| *s == 202), "{after:?}");
+
+    let stored: Vec<(String, i64)> =
+        sqlx::query_as("SELECT dedup_key, seq FROM deliveries ORDER BY seq").fetch_all(&direct).await.unwrap();
+    let acked = acked.into_inner().unwrap();
+    assert_eq!(stored.len(), acked.len(), "nothing stored twice, nothing acknowledged missing");
+    for (key, seq) in &stored {
+        assert_eq!(acked.get(key), Some(seq));
+    }
+    let mut conn = direct.acquire().await.unwrap();
+    assert!(ticket_audit::store::ledger::verify(&mut conn, None).await.unwrap().ok);
+}
+
+/// Starts the service binary on `url`; returns it and the address it listens on.
+fn start_service(url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the service starts").unwrap();
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if event["message"] == "listening" {
+            break event["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn killed_mid_load_nothing_acknowledged_is_lost_or_doubled() {
+    let (options, name) = fresh_database().await;
+    let url = database_url(&name);
+    let direct = sqlx::PgPool::connect_with(options).await.unwrap();
+    let client = reqwest::Client::new();
+    let acked: Arc<Mutex<BTreeMap<String, i64>>> = Arc::default();
+    let all: Vec<String> = (0..1200).map(|i| format!("kill-{i}")).collect();
+    let mut pending: Vec<String> = all.clone();
+    let mut kills = 0;
+    let mut sent = 0usize;
+    let mut duplicates = 0usize;
+    let mut failed = 0usize;
+    while !pending.is_empty() {
+        let (mut child, base) = start_service(&url);
+        // 16 senders go through what is pending; the service is killed once a quarter of it is acknowledged.
+        let round = pending.clone();
+        let target = acked.lock().unwrap().len() + round.len() / 4;
+        let chunks: Vec<Vec<String>> = round.chunks(round.len().div_ceil(16)).map(|c| c.to_vec()).collect();
+        let senders: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let (client, base, acked) = (client.clone(), base.clone(), acked.clone());
+                tokio::spawn(async move { send_all(&client, &base, &chunk, &acked).await })
+            })
+            .collect();
+        if kills < 3 {
+            // Kill once enough answers came back: no sleep, the test watches the acknowledgements.
+            while acked.lock().unwrap().len() < target {
+                tokio::task::yield_now().await;
+            }
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        for s in senders {
+            let statuses = s.await.unwrap();
+            sent += statuses.len();
+            duplicates += statuses.iter().filter(|s| **s == 200).count();
+            failed += statuses.iter().filter(|s| **s != 200 && **s != 202).count();
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        let done: HashSet<String> = acked.lock().unwrap().keys().cloned().collect();
+        pending.retain(|id| !done.contains(id));
+    }
+    assert_eq!(kills, 3);
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), all.len(), "every delivery was acknowledged in the end");
+    let stored: Vec<(String, i64)> =
+        sqlx::query_as("SELECT dedup_key, seq FROM deliveries ORDER BY seq").fetch_all(&direct).await.unwrap();
+    assert_eq!(stored.len(), all.len(), "each stored exactly once");
+    for (key, seq) in &stored {
+        assert_eq!(acked.get(key), Some(seq), "{key}: stored under the id it was acknowledged with");
+    }
+    let seqs: Vec<i64> = stored.iter().map(|s| s.1).collect();
+    assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "gapless");
+    let mut conn = direct.acquire().await.unwrap();
+    assert!(ticket_audit::store::ledger::verify(&mut conn, None).await.unwrap().ok);
+    eprintln!(
+        "crash test: {sent} requests sent, {failed} not acknowledged (retried), {duplicates} answered as duplicates, \
+         {} deliveries acknowledged and stored once each, {kills} kills survived",
+        acked.len()
+    );
+}
