@@ -10,6 +10,7 @@ pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const DEFAULT_BATCH_MAX: usize = 256;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 /// A value that must never be printed: its Debug shows nothing of it.
 #[derive(Clone)]
@@ -170,9 +171,12 @@ pub struct HttpSettings {
     /// Most deliveries committed in one transaction (1: one transaction per delivery).
     #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = DEFAULT_BATCH_MAX)]
     pub write_batch_max: usize,
-    /// Longest time a request may take, in seconds.
+    /// Longest time a request may take, in seconds (a sender trickling its body is cut off then).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
     pub request_timeout_secs: u64,
+    /// Most requests served at once; beyond, 503 with Retry-After at once rather than a queue.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpSettings {
@@ -186,6 +190,7 @@ impl Default for HttpSettings {
             write_queue_capacity: DEFAULT_QUEUE_CAPACITY,
             write_batch_max: DEFAULT_BATCH_MAX,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 }

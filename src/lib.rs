@@ -132,7 +132,7 @@ pub async fn serve(
         "listening"
     );
     http::metrics::handle();
-    let app = http::router(state, Duration::from_secs(settings.request_timeout_secs));
+    let app = http::router(state, Duration::from_secs(settings.request_timeout_secs), settings.max_concurrent_requests);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
     writer_task.await?;

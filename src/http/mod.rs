@@ -13,6 +13,7 @@ pub mod tickets;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -24,7 +25,6 @@ use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use self::auth::{ApiAuth, WebhookAuth};
@@ -56,7 +56,7 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize) -> Router {
     let api = Router::new()
         .route("/tickets", get(tickets::list))
         .route("/tickets/{name}", get(tickets::one))
@@ -79,10 +79,24 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        // Over the cap, shed at once (a queue in front of a full service only adds latency); a
+        // request that takes too long, a sender trickling its body included, is cut off.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
+                    if e.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::RequestTimeout
+                    } else {
+                        ApiError::Unavailable("too many requests in flight", None)
+                    }
+                }))
+                .layer(tower::load_shed::LoadShedLayer::new())
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max_concurrent.max(1)))
+                .layer(tower::timeout::TimeoutLayer::new(request_timeout)),
+        )
         .layer(CatchPanicLayer::custom(|_| {
             problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to answer; the error is logged".into())
         }))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
