@@ -34,8 +34,8 @@ pub struct InvalidKey(pub &'static str);
 
 impl DeliveryKey {
     /// The first of `webhook-id`, `svix-id`, `Idempotency-Key` that is present; else `sha256:<hex of body>`.
-    /// A header that is present but empty, overlong or not visible ASCII is refused, not skipped:
-    /// skipping it would silently change which deliveries count as the same.
+    /// Each of them that is present must be 1 to 256 visible ASCII characters, or the delivery is
+    /// refused: skipping a bad one would silently change which deliveries count as the same.
     pub fn choose(
         webhook_id: Option<&[u8]>,
         svix_id: Option<&[u8]>,
@@ -47,17 +47,22 @@ impl DeliveryKey {
             (svix_id, KeySource::SvixId),
             (idempotency_key, KeySource::IdempotencyKey),
         ];
+        let mut chosen = None;
         for (value, source) in candidates {
-            if let Some(v) = value {
-                let ok = !v.is_empty() && v.len() <= MAX_KEY_BYTES && v.iter().all(|b| b.is_ascii_graphic());
-                if !ok {
-                    return Err(InvalidKey(source.as_str()));
-                }
-                let value = String::from_utf8(v.to_vec()).map_err(|_| InvalidKey(source.as_str()))?;
-                return Ok(DeliveryKey { value, source });
+            let Some(v) = value else { continue };
+            let ok = !v.is_empty() && v.len() <= MAX_KEY_BYTES && v.iter().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(InvalidKey(source.as_str()));
+            }
+            if chosen.is_none() {
+                // Visible ASCII is UTF-8.
+                chosen = Some(DeliveryKey { value: String::from_utf8_lossy(v).into_owned(), source });
             }
         }
-        Ok(DeliveryKey { value: format!("sha256:{}", hex::encode(body_sha256)), source: KeySource::BodySha256 })
+        Ok(chosen.unwrap_or_else(|| DeliveryKey {
+            value: format!("sha256:{}", hex::encode(body_sha256)),
+            source: KeySource::BodySha256,
+        }))
     }
 
     pub fn as_str(&self) -> &str {
@@ -85,5 +90,9 @@ mod tests {
         assert!(DeliveryKey::choose(Some(b""), None, None, &sha).is_err());
         assert!(DeliveryKey::choose(Some(b"a b"), None, None, &sha).is_err());
         assert!(DeliveryKey::choose(Some(&[b'a'; 257]), None, None, &sha).is_err());
+        assert!(
+            DeliveryKey::choose(Some(b"ok"), None, Some(b"not ok"), &sha).is_err(),
+            "every key header present is checked"
+        );
     }
 }

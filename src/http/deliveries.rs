@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::auth::Reader;
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::pagination::{Page, PageParams};
 use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
 use crate::store::read::{self, DeliveryFilter, DeliveryRecord};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub delivery_id: i64,
@@ -26,12 +26,14 @@ pub struct Delivery {
     pub size: i32,
     pub body_sha256: String,
     pub hash: String,
+    #[schema(value_type = Object)]
     pub headers: serde_json::Value,
     pub normalize_error: Option<String>,
     pub ticket: Option<String>,
     pub tenant_id: Option<String>,
     /// Only on `GET /deliveries/{id}`: the body as received, byte for byte.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub body: Option<Box<RawValue>>,
 }
 
@@ -59,18 +61,30 @@ impl From<DeliveryRecord> for Delivery {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
     action: Option<String>,
+    /// RFC 3339, inclusive, on `received_at`.
     #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<time::OffsetDateTime>,
+    /// RFC 3339, exclusive, on `received_at`.
     #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<time::OffsetDateTime>,
+    /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
+/// Stored deliveries, newest first (metadata only).
+#[utoipa::path(get, path = "/deliveries", tag = "deliveries", params(DeliveryParams),
+    responses((status = 200, body = Page<Delivery>), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     Reader(scope): Reader,
@@ -84,6 +98,11 @@ pub async fn list(
     Ok(Json(Page::from_rows(rows, limit, |r| r.seq, Delivery::from)))
 }
 
+/// One delivery: its metadata and its body, embedded exactly as received.
+#[utoipa::path(get, path = "/deliveries/{id}", tag = "deliveries", params(("id" = i64, Path, description = "the delivery_id")),
+    responses((status = 200, body = Delivery), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn one(
     State(app): State<AppState>,
     Reader(scope): Reader,
@@ -99,6 +118,12 @@ pub async fn one(
     Ok(Json(d))
 }
 
+/// The exact bytes received.
+#[utoipa::path(get, path = "/deliveries/{id}/raw", tag = "deliveries", params(("id" = i64, Path, description = "the delivery_id")),
+    responses((status = 200, body = Object, content_type = "application/json", description = "the body as received"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn raw(
     State(app): State<AppState>,
     Reader(scope): Reader,

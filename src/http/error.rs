@@ -29,13 +29,16 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as RFC 9457 `application/problem+json`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:ticket-audit:problem:<slug>`.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    pub detail: String,
 }
 
 impl ApiError {
@@ -57,7 +60,7 @@ impl ApiError {
 pub fn problem(status: StatusCode, slug: &str, detail: String) -> Response {
     let body = Problem {
         kind: format!("urn:ticket-audit:problem:{slug}"),
-        title: status.canonical_reason().unwrap_or("Error"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail,
     };

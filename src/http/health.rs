@@ -9,11 +9,15 @@ use super::error::problem;
 use super::AppState;
 use crate::store::read::readiness;
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 /// Ready when the database answers and its schema is at least this build's newest migration.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Object), (status = 503, body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let r = readiness(&app.pool).await;
     let migrated = r.schema_version.is_some_and(|v| v >= r.expected_version);

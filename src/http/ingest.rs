@@ -10,18 +10,31 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::AppState;
 use crate::domain::ticket::truncate_to_micros;
 use crate::ingest::{identity_headers, prepare};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub delivery_id: i64,
     pub seq: i64,
     pub duplicate: bool,
 }
 
+/// Receives one webhook delivery; answers once it is committed.
+#[utoipa::path(post, path = "/webhooks", tag = "ingest",
+    request_body(content = Object, content_type = "application/json", description = "a ServiceDesk delivery: {Action, Data: {RequestBody, ResponseBody, StatusCode}}"),
+    params(("webhook-id" = Option<String>, Header, pattern = "^[!-~]{1,256}$", description = "the delivery's key (svix-id is an alias)"),
+           ("webhook-timestamp" = Option<String>, Header, description = "Unix seconds (signed deliveries)"),
+           ("webhook-signature" = Option<String>, Header, description = "v1,<base64> entries (signed deliveries)"),
+           ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,256}$", description = "the key when there is no webhook-id")),
+    responses((status = 202, body = Receipt, description = "new delivery, committed"),
+              (status = 200, body = Receipt, description = "already stored"),
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 413, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let start = std::time::Instant::now();
     let result = store(app, headers, body).await;

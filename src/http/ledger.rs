@@ -5,18 +5,39 @@ use axum::Json;
 
 use super::auth::Admin;
 use super::error::ApiError;
+use super::error::Problem;
 use super::AppState;
-use crate::store::ledger::{self, Head, Report};
+use crate::store::ledger;
+
+/// The ledger's head.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Head {
+    pub seq: i64,
+    /// SHA-256, hex.
+    pub hash: String,
+    /// Time the last delivery was received (null before the first).
+    pub at: Option<String>,
+}
 
 /// `{seq, hash, at}`: record it somewhere else, and `verify --expect-head SEQ:HASH` later proves
 /// the chain still passes through it. Admin tokens only: the head tells how much all tenants sent.
+#[utoipa::path(get, path = "/ledger/head", tag = "ledger",
+    responses((status = 200, body = Head), (status = 404, body = Problem, content_type = "application/problem+json", description = "not an admin token"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn head(State(app): State<AppState>, _: Admin) -> Result<Json<Head>, ApiError> {
     let mut conn = app.pool.acquire().await?;
-    Ok(Json(ledger::head(&mut conn).await?))
+    let h = ledger::head(&mut conn).await?;
+    Ok(Json(Head { seq: h.seq, hash: hex::encode(&h.hash), at: h.at.map(super::rfc3339) }))
 }
 
 /// Runs the same check as `ticket-audit verify`; 200 with `ok: false` and the break when it fails.
-pub async fn verify(State(app): State<AppState>, _: Admin) -> Result<Json<Report>, ApiError> {
+#[utoipa::path(get, path = "/ledger/verify", tag = "ledger",
+    responses((status = 200, body = Object, description = "{ok, deliveries, commands, head, break: {kind, seq, detail} | null}"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "not an admin token"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn verify(State(app): State<AppState>, _: Admin) -> Result<Json<ledger::Report>, ApiError> {
     let mut conn = app.pool.acquire().await?;
     Ok(Json(ledger::verify(&mut conn, None).await?))
 }

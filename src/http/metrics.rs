@@ -32,6 +32,8 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn render(State(app): State<AppState>) -> Response {
     metrics::gauge!("ticket_audit_write_queue_depth").set(app.writer.queue_depth() as f64);
     for (name, pool) in [("read", &app.pool), ("write", app.writer.pool())] {

@@ -19,7 +19,6 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
@@ -56,24 +55,60 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize) -> Router {
-    let api = Router::new()
-        .route("/tickets", get(tickets::list))
-        .route("/tickets/{name}", get(tickets::one))
-        .route("/tickets/{name}/timeline", get(tickets::timeline))
-        .route("/tickets/{name}/commands", get(tickets::commands))
-        .route("/commands", get(tickets::all_commands))
-        .route("/deliveries", get(deliveries::list))
-        .route("/deliveries/{id}", get(deliveries::one))
-        .route("/deliveries/{id}/raw", get(deliveries::raw))
-        .route("/ledger/head", get(ledger::head))
-        .route("/ledger/verify", get(ledger::verify));
-    Router::new()
-        .route("/webhooks", post(ingest::receive))
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "ticket-audit", description = "The audit record of an AI ServiceDesk: webhook ingest and the read API."),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        api.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes, and the OpenAPI document generated from those same routes.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let api = OpenApiRouter::new()
+        .routes(routes!(tickets::list))
+        .routes(routes!(tickets::one))
+        .routes(routes!(tickets::timeline))
+        .routes(routes!(tickets::commands))
+        .routes(routes!(tickets::all_commands))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::one))
+        .routes(routes!(deliveries::raw))
+        .routes(routes!(ledger::head))
+        .routes(routes!(ledger::verify));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ingest::receive))
         .nest("/api/v1", api)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::render))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize) -> Router {
+    let (routes, doc) = routes();
+    let doc = std::sync::Arc::new(doc);
+    routes
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .route_layer(middleware::from_fn(metrics::track))
         .route_layer(middleware::from_fn(record_route))
         .fallback(|| async { ApiError::NotFound })

@@ -30,7 +30,8 @@ impl PageParams {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of a list; pass `next_cursor` as `cursor` for the next one (null: this was the last).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

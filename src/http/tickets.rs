@@ -5,13 +5,13 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Reader;
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::pagination::{Page, PageParams};
 use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
 use crate::store::read::{self, CommandFilter, CommandRecord, TicketFilter, TicketRecord, TimelineRecord};
 use crate::store::Scope;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ticket {
     pub id: String,
     pub name: String,
@@ -28,7 +28,7 @@ pub struct Ticket {
     pub command_count: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Assignee {
     pub agent_name: Option<String>,
     pub agent_id: Option<String>,
@@ -56,20 +56,32 @@ impl From<TicketRecord> for Ticket {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TicketParams {
     tenant_id: Option<String>,
     agent_name: Option<String>,
     status: Option<String>,
+    /// RFC 3339, inclusive, on `created_at`.
     #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[param(value_type = Option<String>, format = DateTime)]
     created_after: Option<time::OffsetDateTime>,
+    /// RFC 3339, exclusive, on `created_at`.
     #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[param(value_type = Option<String>, format = DateTime)]
     created_before: Option<time::OffsetDateTime>,
+    /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
+/// Tickets, newest first seen first.
+#[utoipa::path(get, path = "/tickets", tag = "tickets", params(TicketParams),
+    responses((status = 200, body = Page<Ticket>), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     Reader(scope): Reader,
@@ -92,6 +104,11 @@ pub async fn list(
     Ok(Json(Page::from_rows(rows, limit, |r| (micros(r.first_seen_at), r.name.0.clone()), Ticket::from)))
 }
 
+/// One ticket, with its message and command counts.
+#[utoipa::path(get, path = "/tickets/{name}", tag = "tickets", params(("name" = String, Path, description = "the ticket's name")),
+    responses((status = 200, body = Ticket), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn one(
     State(app): State<AppState>,
     Reader(scope): Reader,
@@ -104,62 +121,83 @@ async fn visible_ticket(app: &AppState, scope: &Scope, name: &str) -> Result<Tic
     read::get_ticket(&app.pool, scope, name).await?.ok_or(ApiError::NotFound)
 }
 
-#[derive(Debug, Serialize)]
+/// Something that happened to a ticket. Every entry has every field; those its kind does not
+/// carry are null (`content` for messages; `command`, `result` for commands; `action`,
+/// `status_code`, `success` for `ticket_created` and `action`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
+    /// `{seq}.{position}`.
     pub id: String,
     pub seq: i64,
     pub position: i32,
     pub at: String,
     pub delivery_id: i64,
-    #[serde(flatten)]
-    pub what: Happened,
+    pub kind: Kind,
+    pub content: Option<String>,
+    pub command: Option<String>,
+    pub result: Option<String>,
+    pub action: Option<String>,
+    pub status_code: Option<i32>,
+    pub success: Option<bool>,
 }
 
-/// What each kind of entry carries.
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Happened {
-    TicketCreated { action: Option<String>, status_code: Option<i32> },
-    UserMessage { content: Option<String> },
-    AgentMessage { content: Option<String> },
-    CommandProposed { command: Option<String>, result: Option<String> },
-    CommandExecuted { command: Option<String>, result: Option<String> },
-    Action { action: Option<String>, status_code: Option<i32>, success: bool },
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    TicketCreated,
+    UserMessage,
+    AgentMessage,
+    CommandProposed,
+    CommandExecuted,
+    Action,
 }
 
 impl From<TimelineRecord> for TimelineEntry {
     fn from(r: TimelineRecord) -> Self {
         let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
-        let what = match r.kind.as_str() {
-            "ticket_created" => Happened::TicketCreated { action: s(r.action), status_code: r.status_code },
-            "user_message" => Happened::UserMessage { content: s(r.content) },
-            "agent_message" => Happened::AgentMessage { content: s(r.content) },
-            "command_proposed" => Happened::CommandProposed { command: s(r.command), result: s(r.result) },
-            "command_executed" => Happened::CommandExecuted { command: s(r.command), result: s(r.result) },
-            _ => Happened::Action {
-                action: s(r.action),
-                status_code: r.status_code,
-                success: r.success.unwrap_or(false),
-            },
+        let kind = match r.kind.as_str() {
+            "ticket_created" => Kind::TicketCreated,
+            "user_message" => Kind::UserMessage,
+            "agent_message" => Kind::AgentMessage,
+            "command_proposed" => Kind::CommandProposed,
+            "command_executed" => Kind::CommandExecuted,
+            _ => Kind::Action,
         };
+        let is_event = matches!(kind, Kind::TicketCreated | Kind::Action);
         TimelineEntry {
             id: format!("{}.{}", r.seq, r.position),
             seq: r.seq,
             position: r.position,
             at: rfc3339(r.at),
             delivery_id: r.seq,
-            what,
+            kind,
+            content: s(r.content),
+            command: s(r.command),
+            result: s(r.result),
+            action: s(r.action),
+            status_code: r.status_code,
+            success: if is_event { Some(r.success.unwrap_or(false)) } else { None },
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OnlyPage {
+    /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
+/// Everything that happened to the ticket, oldest first.
+#[utoipa::path(get, path = "/tickets/{name}/timeline", tag = "tickets",
+    params(("name" = String, Path, description = "the ticket's name"), OnlyPage),
+    responses((status = 200, body = Page<TimelineEntry>), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn timeline(
     State(app): State<AppState>,
     Reader(scope): Reader,
@@ -174,7 +212,7 @@ pub async fn timeline(
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), TimelineEntry::from)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Command {
     pub id: String,
     pub ticket: Option<String>,
@@ -210,6 +248,13 @@ impl From<CommandRecord> for Command {
     }
 }
 
+/// The ticket's commands, proposed and executed, oldest first.
+#[utoipa::path(get, path = "/tickets/{name}/commands", tag = "tickets",
+    params(("name" = String, Path, description = "the ticket's name"), OnlyPage),
+    responses((status = 200, body = Page<Command>), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn commands(
     State(app): State<AppState>,
     Reader(scope): Reader,
@@ -225,30 +270,46 @@ pub async fn commands(
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), Command::from)))
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     Asc,
     Desc,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CommandParams {
     tenant_id: Option<String>,
     agent_name: Option<String>,
+    /// A ticket's name.
     ticket: Option<String>,
+    /// A substring of the command, matched as it is.
     contains: Option<String>,
+    /// RFC 3339, inclusive, on `recorded_at`.
     #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<time::OffsetDateTime>,
+    /// RFC 3339, exclusive, on `recorded_at`.
     #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<time::OffsetDateTime>,
     executed: Option<bool>,
+    /// `desc` (newest first, the default) or `asc`.
+    #[param(inline)]
     order: Option<Order>,
+    /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
+/// Command history across tickets, newest first (`order=asc` for oldest first).
+#[utoipa::path(get, path = "/commands", tag = "commands", params(CommandParams),
+    responses((status = 200, body = Page<Command>), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn all_commands(
     State(app): State<AppState>,
     Reader(scope): Reader,

@@ -164,3 +164,44 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_real_routes() {
+    let app = spawn_app().await;
+    let doc = app.get_json("/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut routes: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| format!("{} {path}", m.to_uppercase())))
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            "GET /api/v1/commands",
+            "GET /api/v1/deliveries",
+            "GET /api/v1/deliveries/{id}",
+            "GET /api/v1/deliveries/{id}/raw",
+            "GET /api/v1/ledger/head",
+            "GET /api/v1/ledger/verify",
+            "GET /api/v1/tickets",
+            "GET /api/v1/tickets/{name}",
+            "GET /api/v1/tickets/{name}/commands",
+            "GET /api/v1/tickets/{name}/timeline",
+            "GET /healthz",
+            "GET /metrics",
+            "GET /readyz",
+            "POST /webhooks",
+        ]
+    );
+    // Each documented route is served.
+    app.deliver(&fixture("add_ticket.json")).await;
+    for route in &routes {
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path.replace("{id}", "1").replace("{name}", "TICKET-12345");
+        let res = app.client.request(method.parse().unwrap(), app.url(&path)).body("{}").send().await.unwrap();
+        assert!(res.status().is_success(), "{route}: {}", res.status());
+    }
+}
