@@ -232,3 +232,54 @@ async fn killed_mid_load_nothing_acknowledged_is_lost_or_doubled() {
         acked.len()
     );
 }
+
+#[tokio::test]
+async fn sigterm_answers_every_delivery_in_flight_then_exits_0() {
+    let (options, name) = fresh_database().await;
+    let direct = sqlx::PgPool::connect_with(options).await.unwrap();
+    let (mut child, base) = start_service(&database_url(&name));
+    // Hold the writer on the ledger lock so that 40 deliveries are in flight when SIGTERM comes.
+    let mut tx = direct.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
+    let client = reqwest::Client::new();
+    let in_flight: Vec<_> = (0..40)
+        .map(|i| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                let body = message("T-term", &format!("m{i}"), "ok", &[]);
+                client.post(format!("{base}/webhooks")).body(body).send().await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&direct).await.unwrap();
+        let queued = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let depth = queued.lines().find(|l| l.starts_with("ticket_audit_write_queue_depth ")).map(|l| l.to_owned());
+        if waiting > 0 && depth.as_deref() == Some("ticket_audit_write_queue_depth 39") {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    // New connections are refused once it stops accepting.
+    let mut refused = false;
+    for _ in 0..1000 {
+        if client.get(format!("{base}/healthz")).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "it stops accepting after SIGTERM");
+    tx.rollback().await.unwrap();
+    for r in in_flight {
+        assert_eq!(r.await.unwrap().unwrap(), 202, "each delivery in flight is answered");
+    }
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit 0");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries").fetch_one(&direct).await.unwrap();
+    assert_eq!(n, 40);
+}
