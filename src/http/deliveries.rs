@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::auth::Reader;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ReadProblems};
 use super::pagination::{Page, PageParams};
 use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
 use crate::store::read::{self, DeliveryFilter, DeliveryRecord};
@@ -82,8 +82,7 @@ pub struct DeliveryParams {
 
 /// Stored deliveries, newest first (metadata only).
 #[utoipa::path(get, path = "/deliveries", tag = "deliveries", params(DeliveryParams),
-    responses((status = 200, body = Page<Delivery>), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<Delivery>), ReadProblems),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
@@ -100,8 +99,7 @@ pub async fn list(
 
 /// One delivery: its metadata and its body, embedded exactly as received.
 #[utoipa::path(get, path = "/deliveries/{id}", tag = "deliveries", params(("id" = i64, Path, description = "the delivery_id")),
-    responses((status = 200, body = Delivery), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Delivery), ReadProblems),
     security(("bearer" = [])))]
 pub async fn one(
     State(app): State<AppState>,
@@ -120,9 +118,7 @@ pub async fn one(
 
 /// The exact bytes received.
 #[utoipa::path(get, path = "/deliveries/{id}/raw", tag = "deliveries", params(("id" = i64, Path, description = "the delivery_id")),
-    responses((status = 200, body = Object, content_type = "application/json", description = "the body as received"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Object, content_type = "application/json", description = "the body as received"), ReadProblems),
     security(("bearer" = [])))]
 pub async fn raw(
     State(app): State<AppState>,

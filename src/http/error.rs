@@ -41,6 +41,28 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The problems every read endpoint may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of answers, never built
+pub enum ReadProblems {
+    #[response(status = 400, description = "a bad query or cursor", content_type = "application/problem+json")]
+    BadRequest(Problem),
+    #[response(status = 401, description = "no token, or a wrong one", content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    #[response(
+        status = 404,
+        description = "no such thing, or not this token's tenant",
+        content_type = "application/problem+json"
+    )]
+    NotFound(Problem),
+    #[response(
+        status = 503,
+        description = "the database is unavailable, or too many requests",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {

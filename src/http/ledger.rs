@@ -5,7 +5,7 @@ use axum::Json;
 
 use super::auth::Admin;
 use super::error::ApiError;
-use super::error::Problem;
+use super::error::ReadProblems;
 use super::AppState;
 use crate::store::ledger;
 
@@ -22,8 +22,7 @@ pub struct Head {
 /// `{seq, hash, at}`: record it somewhere else, and `verify --expect-head SEQ:HASH` later proves
 /// the chain still passes through it. Admin tokens only: the head tells how much all tenants sent.
 #[utoipa::path(get, path = "/ledger/head", tag = "ledger",
-    responses((status = 200, body = Head), (status = 404, body = Problem, content_type = "application/problem+json", description = "not an admin token"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Head), ReadProblems),
     security(("bearer" = [])))]
 pub async fn head(State(app): State<AppState>, _: Admin) -> Result<Json<Head>, ApiError> {
     let mut conn = app.pool.acquire().await?;
@@ -33,9 +32,7 @@ pub async fn head(State(app): State<AppState>, _: Admin) -> Result<Json<Head>, A
 
 /// Runs the same check as `ticket-audit verify`; 200 with `ok: false` and the break when it fails.
 #[utoipa::path(get, path = "/ledger/verify", tag = "ledger",
-    responses((status = 200, body = Object, description = "{ok, deliveries, commands, head, break: {kind, seq, detail} | null}"),
-              (status = 404, body = Problem, content_type = "application/problem+json", description = "not an admin token"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Object, description = "{ok, deliveries, commands, head, break: {kind, seq, detail} | null}"), ReadProblems),
     security(("bearer" = [])))]
 pub async fn verify(State(app): State<AppState>, _: Admin) -> Result<Json<ledger::Report>, ApiError> {
     let mut conn = app.pool.acquire().await?;

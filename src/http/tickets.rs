@@ -5,7 +5,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Reader;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ReadProblems};
 use super::pagination::{Page, PageParams};
 use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
 use crate::store::read::{self, CommandFilter, CommandRecord, TicketFilter, TicketRecord, TimelineRecord};
@@ -79,8 +79,7 @@ pub struct TicketParams {
 
 /// Tickets, newest first seen first.
 #[utoipa::path(get, path = "/tickets", tag = "tickets", params(TicketParams),
-    responses((status = 200, body = Page<Ticket>), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<Ticket>), ReadProblems),
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
@@ -106,8 +105,7 @@ pub async fn list(
 
 /// One ticket, with its message and command counts.
 #[utoipa::path(get, path = "/tickets/{name}", tag = "tickets", params(("name" = String, Path, description = "the ticket's name")),
-    responses((status = 200, body = Ticket), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Ticket), ReadProblems),
     security(("bearer" = [])))]
 pub async fn one(
     State(app): State<AppState>,
@@ -194,9 +192,7 @@ pub struct OnlyPage {
 /// Everything that happened to the ticket, oldest first.
 #[utoipa::path(get, path = "/tickets/{name}/timeline", tag = "tickets",
     params(("name" = String, Path, description = "the ticket's name"), OnlyPage),
-    responses((status = 200, body = Page<TimelineEntry>), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<TimelineEntry>), ReadProblems),
     security(("bearer" = [])))]
 pub async fn timeline(
     State(app): State<AppState>,
@@ -251,9 +247,7 @@ impl From<CommandRecord> for Command {
 /// The ticket's commands, proposed and executed, oldest first.
 #[utoipa::path(get, path = "/tickets/{name}/commands", tag = "tickets",
     params(("name" = String, Path, description = "the ticket's name"), OnlyPage),
-    responses((status = 200, body = Page<Command>), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<Command>), ReadProblems),
     security(("bearer" = [])))]
 pub async fn commands(
     State(app): State<AppState>,
@@ -307,8 +301,7 @@ pub struct CommandParams {
 
 /// Command history across tickets, newest first (`order=asc` for oldest first).
 #[utoipa::path(get, path = "/commands", tag = "commands", params(CommandParams),
-    responses((status = 200, body = Page<Command>), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = Page<Command>), ReadProblems),
     security(("bearer" = [])))]
 pub async fn all_commands(
     State(app): State<AppState>,

@@ -30,14 +30,7 @@ async fn requests_over_the_cap_are_shed_at_once() {
         let (client, url) = (app.client.clone(), app.url("/webhooks"));
         tokio::spawn(async move { client.post(url).body(fixture("add_ticket.json")).send().await.unwrap().status() })
     };
-    loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&app.db).await.unwrap();
-        if waiting > 0 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    until_a_session_waits_for_a_lock(&app.db).await;
     let shed = app.get("/api/v1/tickets", None).await;
     assert_eq!(shed.status(), 503);
     assert!(shed.headers().contains_key("retry-after"));

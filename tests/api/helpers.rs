@@ -294,3 +294,43 @@ pub async fn raw_connection(options: &PgConnectOptions) -> PgConnection {
 
 /// A delivery's chained fields and stored hash: (seq, received_at, dedup_key, action, status_code, body_sha256, hash).
 pub type ChainRow = (i64, time::OffsetDateTime, String, Option<String>, Option<i32>, Vec<u8>, Vec<u8>);
+
+/// The chain hashes of `rows` (in seq order), recomputed from their fields as an auditor would.
+pub fn recompute_chain(rows: &[ChainRow]) -> Vec<[u8; 32]> {
+    let mut prev = ticket_audit::domain::ledger::GENESIS;
+    rows.iter()
+        .map(|(seq, at, key, action, status, sha, _)| {
+            let f = ticket_audit::domain::ledger::ChainedFields {
+                seq: *seq,
+                received_at: *at,
+                key,
+                action: action.as_deref(),
+                status_code: *status,
+                body_sha256: sha,
+            };
+            prev = ticket_audit::domain::ledger::chain_hash(&prev, &f);
+            prev
+        })
+        .collect()
+}
+
+pub async fn chain_rows(db: &PgPool) -> Vec<ChainRow> {
+    sqlx::query_as(
+        "SELECT seq, received_at, dedup_key, action, status_code, body_sha256, hash FROM deliveries ORDER BY seq",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// Returns once some session waits for a lock: the writer, stopped on a lock the test holds.
+pub async fn until_a_session_waits_for_a_lock(db: &PgPool) {
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(db).await.unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}

@@ -102,26 +102,13 @@ async fn a_rewrite_with_every_hash_recomputed_is_caught_by_an_earlier_head() {
 
     // Change history at seq 2 and recompute every hash after it, as a superuser could.
     tamper(&app, "UPDATE deliveries SET action = 'GET:Settings/GetSettings' WHERE seq = 2").await;
-    let rows: Vec<ChainRow> = sqlx::query_as(
-        "SELECT seq, received_at, dedup_key, action, status_code, body_sha256, hash FROM deliveries ORDER BY seq",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    let mut prev = ticket_audit::domain::ledger::GENESIS;
+    let rows = chain_rows(&app.db).await;
+    let chain = recompute_chain(&rows);
     let mut sql = String::new();
-    for (s, at, key, action, status, sha, _) in &rows {
-        let f = ticket_audit::domain::ledger::ChainedFields {
-            seq: *s,
-            received_at: *at,
-            key,
-            action: action.as_deref(),
-            status_code: *status,
-            body_sha256: sha,
-        };
-        prev = ticket_audit::domain::ledger::chain_hash(&prev, &f);
-        sql.push_str(&format!("UPDATE deliveries SET hash = '\\x{}' WHERE seq = {s};", hex::encode(prev)));
+    for ((s, ..), h) in rows.iter().zip(&chain) {
+        sql.push_str(&format!("UPDATE deliveries SET hash = '\\x{}' WHERE seq = {s};", hex::encode(h)));
     }
+    let prev = *chain.last().unwrap();
     sql.push_str(&format!("UPDATE ledger_head SET hash = '\\x{}';", hex::encode(prev)));
     tamper(&app, &sql).await;
 

@@ -41,14 +41,7 @@ async fn a_full_write_queue_answers_503() {
     };
     let first = send(0);
     // Wait until the writer has taken the first delivery and waits on our lock.
-    loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&app.db).await.unwrap();
-        if waiting > 0 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    until_a_session_waits_for_a_lock(&app.db).await;
     // Two more: one fills the queue, the other finds it full and is refused at once.
     let mut second = send(1);
     let mut third = send(2);
