@@ -8,5 +8,6 @@ mod ledger;
 mod limits;
 mod normalization;
 mod outage;
+mod plans;
 mod reads;
 mod tenancy;
