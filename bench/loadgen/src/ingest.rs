@@ -195,6 +195,7 @@ pub async fn run(args: IngestArgs) -> Result<(), Error> {
 
     let prepared = std::sync::Arc::new(prepared);
     let deadline = args.duration.map(Duration::from_secs_f64);
+    let cpu_before = report::own_cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.concurrency);
     for (i, mut conn) in conns.into_iter().enumerate() {
@@ -231,6 +232,7 @@ pub async fn run(args: IngestArgs) -> Result<(), Error> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = report::own_cpu_seconds() - cpu_before;
     let acknowledged: u64 = statuses.iter().filter(|(k, _)| k.starts_with('2')).map(|(_, v)| v).sum();
     let sent: u64 = statuses.values().sum();
     let l = Latencies::of(&all);
@@ -247,6 +249,7 @@ pub async fn run(args: IngestArgs) -> Result<(), Error> {
             "statuses": statuses,
             "avg_body_bytes": bytes as f64 / prepared.len() as f64,
             "signing_ms": signing.as_secs_f64() * 1e3,
+            "cpu_s": cpu,
         });
         println!("{v}");
     } else {
@@ -258,6 +261,7 @@ pub async fn run(args: IngestArgs) -> Result<(), Error> {
         println!("  latency {}", l.describe());
         let counts: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         println!("  by status: {}", counts.join(", "));
+        println!("  load generator CPU: {:.2} s ({:.0} µs per request)", cpu, cpu * 1e6 / sent.max(1) as f64);
         println!(
             "  (signed {} bodies of {:.0} bytes on average in {:.0} ms, before the clock started)",
             prepared.len(),

@@ -42,3 +42,14 @@ impl Latencies {
         })
     }
 }
+
+/// CPU time this process has used (user + system), in seconds, from /proc (Linux; 0 elsewhere).
+pub fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(") ") else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100.
+    (ticks(11) + ticks(12)) / 100.0
+}
