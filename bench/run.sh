@@ -14,7 +14,7 @@
 #   --batches "256 1"          WRITE_BATCH_MAX settings compared   --ingest-lines 100000  lines generated to send
 #   --small 100000             commands in the first read store    --large 1000000  commands in the second
 #   --tickets 20000            tickets (ingest data and read stores)  --iterations 200 timed requests per read
-#   --deep-pages 200           pages walked before a deep page     --port 18080     port the service listens on
+#   --deep-pages 200           pages walked before a deep page (50 for one agent's)  --port 18080  service port
 #   --out DIR                  where data, logs and results go (default target/bench)
 #   --keep                     keep the databases
 set -euo pipefail
