@@ -13,7 +13,8 @@
 #   --concurrency "8 64 256"   ingest senders per run             --duration 10    seconds per ingest run
 #   --batches "256 1"          WRITE_BATCH_MAX settings compared   --ingest-lines 100000  lines generated to send
 #   --small 100000             commands in the first read store    --large 1000000  commands in the second
-#   --tickets 20000            tickets (ingest data and read stores)  --iterations 200 timed requests per read
+#   --tickets 20000            tickets (ingest data, large store)   --iterations 200 timed requests per read
+#   --small-tickets N          tickets in the small store (default: as many commands per ticket as the large)
 #   --deep-pages 200           pages walked before a deep page (50 for one agent's)  --port 18080  service port
 #   --out DIR                  where data, logs and results go (default target/bench)
 #   --keep                     keep the databases
@@ -44,6 +45,7 @@ while [ $# -gt 0 ]; do
         --small) SMALL=$2; shift ;;
         --large) LARGE=$2; shift ;;
         --tickets) TICKETS=$2; shift ;;
+        --small-tickets) SMALL_TICKETS=$2; shift ;;
         --iterations) ITERATIONS=$2; shift ;;
         --deep-pages) DEEP_PAGES=$2; shift ;;
         --port) PORT=$2; shift ;;
@@ -201,16 +203,21 @@ run_ingest() {
             pids=$(pg_pids "$db")
             svc0=$(cpu_ticks "$SERVICE_PID")
             pg0=$(cpu_ticks $pids)
+            # Transaction ids are taken by every batch (it locks the ledger head): their count over
+            # the run is the number of batches, cluster-wide (exact only on an otherwise idle server).
+            local xid0 xid1
+            xid0=$(psql_q postgres "select txid_current()")
             watch_rss "$OUT/rss"
             local line
             line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
                 --concurrency "$c" --duration "$DURATION" --id-prefix "b${batch}c${c}-" \
                 --label "batch=$batch" --json)
             unwatch_rss
+            xid1=$(psql_q postgres "select txid_current()")
             svc1=$(cpu_ticks "$SERVICE_PID")
             pg1=$(cpu_ticks $pids)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(kb VmHWM), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(kb VmHWM), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1); print(json.dumps(r))" >>"$rows"
         done
         local stored
         stored=$(psql_q "$db" "select count(*) from deliveries")
@@ -227,15 +234,16 @@ runs = [r for r in rows if "concurrency" in r]
 final = {r["batch"]: r for r in rows if "final_hwm_kb" in r}
 print()
 print("| WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
-      "| CPU µs per delivery: service / PostgreSQL / load generator | cores busy | load avg before |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | load avg before |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
 for r in runs:
     bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
     n = max(r["acknowledged"], 1)
     cpu = [r["service_cpu_s"], r["postgres_cpu_s"], r["cpu_s"]]
     per = " / ".join(f"{c / n * 1e6:.0f}" for c in cpu)
     print(f"| {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-          f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | {per} | "
+          f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
+          f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
           f"{sum(cpu) / r['seconds']:.2f} | {r['load_before']} |")
 batches = sorted({r["batch"] for r in runs}, reverse=True)
 if len(batches) >= 2:
@@ -255,54 +263,48 @@ EOF
 }
 
 # ------------------------------------------------------------------ reads
-run_reads() {
-    local big=$OUT/store-$LARGE-$TICKETS.ndjson small=$OUT/store-$SMALL-$TICKETS.ndjson
-    if [ ! -s "$big" ]; then
-        say "generating a store of $LARGE commands over $TICKETS tickets (seeded; a few minutes)"
-        python3 bench/gen_deliveries.py --commands "$LARGE" --tickets "$TICKETS" --seed 1 >"$big.tmp"
-        mv "$big.tmp" "$big"
-    fi
-    if [ ! -s "$small" ]; then
-        python3 bench/gen_deliveries.py --commands "$SMALL" --tickets "$TICKETS" --seed 1 >"$small.tmp"
-        mv "$small.tmp" "$small"
-    fi
-    # Same seed: the small store is the first part of the large one, so the large store is the
-    # small one grown by the rest of the file (the way a store grows).
-    local n_small
-    n_small=$(wc -l <"$small")
-    head -n "$n_small" "$big" | cmp -s - "$small" || { echo "$small is not a prefix of $big" >&2; exit 1; }
-    local db=ta_bench_reads rows=$OUT/reads-rows.jsonl
-    : >"$rows"
+# load_store DB FILE: a fresh database holding FILE, imported through the real write path.
+load_store() {
+    local db=$1 file=$2 t0=$SECONDS
     fresh_db "$db"
-    local size label
+    # The importer's statements are prepared once and keep the plan made on the table as it was:
+    # on an empty, never analyzed table that is a sequential scan per batch (quadratic over a
+    # large import when autovacuum is off, as on CI's server). Import a first slice, analyze,
+    # and import the rest on new connections.
+    head -n 5000 "$file" >"$OUT/part.ndjson"
+    DATABASE_URL="$(db_url "$db")" "$SERVICE" import "$OUT/part.ndjson" >&2
+    psql_q "$db" "VACUUM ANALYZE"
+    tail -n +5001 "$file" >"$OUT/part.ndjson"
+    DATABASE_URL="$(db_url "$db")" "$SERVICE" import "$OUT/part.ndjson" >&2
+    rm -f "$OUT/part.ndjson"
+    # Statistics and the visibility map, as autovacuum would leave them (it may be off here).
+    psql_q "$db" "VACUUM ANALYZE"
+    say "imported $(wc -l <"$file") lines into $db in $((SECONDS - t0)) s"
+}
+
+run_reads() {
+    # The small store has as many commands per ticket as the large one (fewer tickets), so each
+    # read returns as much at both sizes and only the size of the store differs.
+    local small_tickets=${SMALL_TICKETS:-$((TICKETS * SMALL / LARGE))}
+    local size commands tickets file db label rows=$OUT/reads-rows.jsonl
+    : >"$rows"
     for size in small large; do
-        if [ $size = small ]; then
-            label=$SMALL
-            say "importing $n_small deliveries ($SMALL commands) into $db"
-            # The importer's statements are prepared once and keep the plan made on the table
-            # as it was: on an empty, never analyzed table that is a sequential scan per batch
-            # (quadratic over a large import, with autovacuum off as on CI's server). Import a
-            # first slice, analyze, and import the rest on new connections.
-            head -n 5000 "$small" >"$OUT/part.ndjson"
-            DATABASE_URL="$(db_url "$db")" "$SERVICE" import "$OUT/part.ndjson" >&2
-            psql_q "$db" "VACUUM ANALYZE"
-            tail -n +5001 "$small" >"$OUT/part.ndjson"
-        else
-            label=$LARGE
-            say "importing the rest of the $LARGE-command store into $db"
-            tail -n +"$((n_small + 1))" "$big" >"$OUT/part.ndjson"
+        if [ $size = small ]; then commands=$SMALL tickets=$small_tickets; else commands=$LARGE tickets=$TICKETS; fi
+        file=$OUT/store-$commands-$tickets.ndjson
+        db=ta_bench_reads_$size
+        label=$commands
+        if [ ! -s "$file" ]; then
+            say "generating a store of $commands commands over $tickets tickets (seeded; a minute per million)"
+            python3 bench/gen_deliveries.py --commands "$commands" --tickets "$tickets" --seed 1 >"$file.tmp"
+            mv "$file.tmp" "$file"
         fi
-        local t0=$SECONDS
-        DATABASE_URL="$(db_url "$db")" "$SERVICE" import "$OUT/part.ndjson" >&2
-        rm -f "$OUT/part.ndjson"
-        say "imported in $((SECONDS - t0)) s"
-        # Statistics and the visibility map, as autovacuum would leave them (it may be off here).
-        psql_q "$db" "VACUUM ANALYZE"
+        load_store "$db" "$file"
         local counts
         counts=$(psql_q "$db" "select (select count(*) from commands) || ' commands, ' || (select count(*) from tickets) || ' tickets, ' || (select count(*) from deliveries) || ' deliveries, ' || pg_size_pretty(pg_database_size(current_database()))")
         say "store: $counts"
         start_service "$db" "$OUT/service-reads-$size.log"
         watch_rss "$OUT/rss"
+        # A first run warms the caches and the service's prepared statements; it is not kept.
         "$LOADGEN" reads --url "http://127.0.0.1:$PORT" --token "$TOKEN" --iterations "$ITERATIONS" \
             --deep-pages "$DEEP_PAGES" --label "$label" >&2
         local line load
@@ -315,7 +317,7 @@ run_reads() {
     done
     cat "$rows" >>"$RESULTS"
     machine
-    echo "command: bench/run.sh reads --small $SMALL --large $LARGE --tickets $TICKETS --iterations $ITERATIONS --deep-pages $DEEP_PAGES"
+    echo "command: bench/run.sh reads --small $SMALL --large $LARGE --tickets $TICKETS --small-tickets $small_tickets --iterations $ITERATIONS --deep-pages $DEEP_PAGES"
     python3 - "$rows" <<'EOF'
 import json, sys
 rows = {r["size"]: r for r in map(json.loads, open(sys.argv[1]))}
@@ -323,15 +325,15 @@ s, l = rows["small"], rows["large"]
 print()
 print(f"small: {s['store']}")
 print(f"large: {l['store']}")
-print(f"(each read timed {s['iterations']} times in both runs, after a first run of the same size that is not kept;"
+print(f"(each read timed {s['iterations']} times, one request at a time, after an untimed run of the same;"
       f" load average before: {s['load_before']} / {l['load_before']})")
 print()
-print(f"| read | p50 ms @{s['label']} | p99 ms @{s['label']} | p50 ms @{l['label']} | p99 ms @{l['label']} | p99 ratio | p50 ratio |")
+print(f"| read | p50 ms @{s['label']} | p99 ms @{s['label']} | p50 ms @{l['label']} | p99 ms @{l['label']} | p50 ratio | p99 ratio |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for name, a in s["reads"].items():
     b = l["reads"][name]
     print(f"| {name} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | "
-          f"{b['p99_ms']/a['p99_ms']:.2f}x | {b['p50_ms']/a['p50_ms']:.2f}x |")
+          f"{b['p50_ms']/a['p50_ms']:.2f}x | {b['p99_ms']/a['p99_ms']:.2f}x |")
 print()
 print(f"service peak memory (VmHWM): {s['hwm_kb']/1024:.1f} MB at {s['label']}, {l['hwm_kb']/1024:.1f} MB at {l['label']}")
 EOF
