@@ -72,7 +72,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 ADMIN_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 case "$ADMIN_URL" in *sslmode=*) ;; *\?*) ADMIN_URL="$ADMIN_URL&sslmode=disable" ;; *) ADMIN_URL="$ADMIN_URL?sslmode=disable" ;; esac
 SERVER_URL=${ADMIN_URL%%\?*}
-SERVER_URL=${SERVER_URL%/*}
+case "${SERVER_URL#*//}" in */*) SERVER_URL=${SERVER_URL%/*} ;; esac
 URL_QUERY=${ADMIN_URL#*\?}
 db_url() { echo "$SERVER_URL/$1?$URL_QUERY"; }
 command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
