@@ -13,7 +13,7 @@
 #   --concurrency "8 64 256"   ingest senders per run             --duration 10    seconds per ingest run
 #   --batches "256 1"          WRITE_BATCH_MAX settings compared   --ingest-lines 100000  lines generated to send
 #   --small 100000             commands in the first read store    --large 1000000  commands in the second
-#   --tickets 20000            tickets (ingest data, large store)   --iterations 200 timed requests per read
+#   --tickets 20000            tickets (ingest data, large store)   --iterations 1000 timed requests per read
 #   --small-tickets N          tickets in the small store (default: as many commands per ticket as the large)
 #   --deep-pages 200           pages walked before a deep page (50 for one agent's)  --port 18080  service port
 #   --out DIR                  where data, logs and results go (default target/bench)
@@ -30,7 +30,7 @@ INGEST_LINES=100000
 SMALL=100000
 LARGE=1000000
 TICKETS=20000
-ITERATIONS=200
+ITERATIONS=1000
 DEEP_PAGES=200
 PORT=18080
 OUT=""
