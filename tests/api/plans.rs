@@ -346,13 +346,35 @@ fn nodes(plan: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// On a server given by DATABASE_URL, removes the test's database at the end, as `TestApp` does
+/// for the tests that start the app (this one only needs the database).
+struct DropOnSharedServer(String);
+
+impl Drop for DropOnSharedServer {
+    fn drop(&mut self) {
+        let Ok(url) = std::env::var("DATABASE_URL") else { return };
+        let name = self.0.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().connect().await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
 const BIG_TABLES: [&str; 5] = ["deliveries", "action_events", "tickets", "messages", "commands"];
 
 #[tokio::test]
 async fn every_read_query_is_planned_with_an_index() {
-    let (options, _name) = fresh_database().await;
+    let (options, name) = fresh_database().await;
     let mut conn = options.connect().await.expect("connect");
     load(&mut conn).await;
+    let _drop = DropOnSharedServer(name);
 
     let mut failures = Vec::new();
     for (i, (what, main, q)) in cases().into_iter().enumerate() {
