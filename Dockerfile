@@ -5,6 +5,8 @@ COPY Cargo.toml Cargo.lock rustfmt.toml build.rs ./
 COPY src ./src
 COPY migrations ./migrations
 COPY tests ./tests
+# A workspace member (the load generator): cargo reads every member's manifest, even to build one.
+COPY bench/loadgen ./bench/loadgen
 RUN cargo build --release --locked --bin ticket-audit
 
 FROM debian:bookworm-slim

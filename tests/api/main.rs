@@ -10,6 +10,7 @@ mod limits;
 mod metrics;
 mod normalization;
 mod outage;
+mod plans;
 mod reads;
 mod reports;
 mod resilience;

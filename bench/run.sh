@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# The benchmark of ticket-audit, in one command (see bench/README.md).
+#
+#   bench/run.sh            ingest: batched (WRITE_BATCH_MAX=256) vs one transaction per delivery (1)
+#   bench/run.sh reads      read paths on a store of ~100,000 commands, then ~1,000,000
+#   bench/run.sh all        both
+#
+# It builds the release binaries, creates fresh databases on the PostgreSQL of DATABASE_URL
+# (default: the local server, postgres@127.0.0.1:5432), runs `ticket-audit serve` against them,
+# drives it with bench/loadgen (ticket-audit-bench), and prints tables. Databases it creates are
+# named ta_bench_* and dropped when it ends (--keep keeps them). Sizes are flags:
+#
+#   --concurrency "8 64 256"   ingest senders per run             --duration 10    seconds per ingest run
+#   --batches "256 1"          WRITE_BATCH_MAX settings compared   --ingest-lines 100000  lines generated to send
+#   --small 100000             commands in the first read store    --large 1000000  commands in the second
+#   --tickets 20000            tickets (ingest data, large store)   --iterations 1000 timed requests per read
+#   --small-tickets N          tickets in the small store (default: as many commands per ticket as the large)
+#   --deep-pages 200           pages walked before a deep page (50 for one agent's)  --port 18080  service port
+#   --out DIR                  where data, logs and results go (default target/bench)
+#   --keep                     keep the databases
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+PART=ingest
+CONCURRENCY="8 64 256"
+BATCHES="256 1"
+DURATION=10
+INGEST_LINES=100000
+SMALL=100000
+LARGE=1000000
+TICKETS=20000
+ITERATIONS=1000
+DEEP_PAGES=200
+PORT=18080
+OUT=""
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        ingest | reads | all) PART=$1 ;;
+        --concurrency) CONCURRENCY=$2; shift ;;
+        --batches) BATCHES=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --ingest-lines) INGEST_LINES=$2; shift ;;
+        --small) SMALL=$2; shift ;;
+        --large) LARGE=$2; shift ;;
+        --tickets) TICKETS=$2; shift ;;
+        --small-tickets) SMALL_TICKETS=$2; shift ;;
+        --iterations) ITERATIONS=$2; shift ;;
+        --deep-pages) DEEP_PAGES=$2; shift ;;
+        --port) PORT=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --keep) KEEP=1 ;;
+        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${OUT:-$CARGO_TARGET_DIR/bench}
+mkdir -p "$OUT"
+SERVICE=$CARGO_TARGET_DIR/release/ticket-audit
+LOADGEN=$CARGO_TARGET_DIR/release/ticket-audit-bench
+SECRET="whsec_$(printf 'ticket-audit benchmark secret!!!' | base64)"
+TOKEN=bench-read-token
+RESULTS=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+# ------------------------------------------------------------------ database server
+ADMIN_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+case "$ADMIN_URL" in *sslmode=*) ;; *\?*) ADMIN_URL="$ADMIN_URL&sslmode=disable" ;; *) ADMIN_URL="$ADMIN_URL?sslmode=disable" ;; esac
+SERVER_URL=${ADMIN_URL%%\?*}
+case "${SERVER_URL#*//}" in */*) SERVER_URL=${SERVER_URL%/*} ;; esac
+URL_QUERY=${ADMIN_URL#*\?}
+db_url() { echo "$SERVER_URL/$1?$URL_QUERY"; }
+command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
+if ! psql "$ADMIN_URL" -Atqc 'select 1' >/dev/null 2>&1; then
+    if [ -z "${DATABASE_URL:-}" ] && command -v pg_ctlcluster >/dev/null && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+        sleep 2
+    fi
+    psql "$ADMIN_URL" -Atqc 'select 1' >/dev/null || { echo "cannot reach PostgreSQL at $SERVER_URL" >&2; exit 1; }
+fi
+psql_q() { psql "$(db_url "$1")" -v ON_ERROR_STOP=1 -Atqc "$2"; }
+CREATED=()
+fresh_db() {
+    psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
+    psql_q postgres "CREATE DATABASE $1"
+    CREATED+=("$1")
+}
+
+# ------------------------------------------------------------------ the service
+SERVICE_PID=""
+RSS_PID=""
+stop_service() {
+    if [ -n "$SERVICE_PID" ]; then
+        kill -TERM "$SERVICE_PID" 2>/dev/null || true
+        wait "$SERVICE_PID" 2>/dev/null || true
+        SERVICE_PID=""
+    fi
+}
+cleanup() {
+    [ -n "$RSS_PID" ] && kill "$RSS_PID" 2>/dev/null || true
+    stop_service
+    if [ "$KEEP" = 0 ]; then
+        for db in "${CREATED[@]}"; do psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+    fi
+}
+trap cleanup EXIT
+
+# start_service DB LOG [ENV=VALUE...]
+start_service() {
+    local db=$1 log=$2
+    shift 2
+    env DATABASE_URL="$(db_url "$db")" LISTEN_ADDR="127.0.0.1:$PORT" WEBHOOK_SECRET="$SECRET" \
+        API_TOKENS="$TOKEN" "$@" "$SERVICE" serve >"$log" 2>&1 &
+    SERVICE_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$log" >&2; echo "the service did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "the service did not become ready; see $log" >&2
+    exit 1
+}
+
+# CPU time (clock ticks) used so far by the given processes; gone processes count 0.
+cpu_ticks() {
+    local total=0 pid t
+    for pid in "$@"; do
+        t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+# The PostgreSQL processes working for database $1: its backends, and the WAL writer,
+# checkpointer and background writer every commit goes through.
+pg_pids() {
+    psql_q postgres "select pid from pg_stat_activity where datname = '$1' and pid <> pg_backend_pid()
+                     or backend_type in ('walwriter', 'checkpointer', 'background writer')" | tr '\n' ' '
+}
+load_average() { cut -d' ' -f1-3 /proc/loadavg; }
+
+kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVICE_PID/status"; }
+
+# Highest VmRSS of the service while a command runs (polled every 50 ms), in kB, into $1.
+watch_rss() {
+    local file=$1
+    echo 0 >"$file"
+    (
+        max=0
+        while kill -0 "$SERVICE_PID" 2>/dev/null; do
+            rss=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVICE_PID/status" 2>/dev/null || echo 0)
+            if [ "${rss:-0}" -gt "$max" ]; then max=$rss; echo "$max" >"$file"; fi
+            sleep 0.05
+        done
+    ) &
+    RSS_PID=$!
+}
+unwatch_rss() { kill "$RSS_PID" 2>/dev/null || true; wait "$RSS_PID" 2>/dev/null || true; RSS_PID=""; }
+
+# ------------------------------------------------------------------ build
+say "building release binaries (ticket-audit, ticket-audit-bench)"
+# Two invocations: built together, cargo would unify their features (hyper's client into the
+# service), giving a service binary that differs from the one `cargo build --release` makes.
+cargo build --release --locked -p ticket-audit --bin ticket-audit >&2
+cargo build --release --locked -p ticket-audit-bench >&2
+
+machine() {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo)"
+    echo "postgres: $(psql_q postgres 'select version()' | cut -d' ' -f1-2); fsync=$(psql_q postgres 'show fsync'), synchronous_commit=$(psql_q postgres 'show synchronous_commit'), shared_buffers=$(psql_q postgres 'show shared_buffers')"
+    echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+}
+
+# ------------------------------------------------------------------ ingest
+run_ingest() {
+    local data=$OUT/ingest-$INGEST_LINES-$TICKETS.ndjson
+    if [ ! -s "$data" ]; then
+        say "generating $INGEST_LINES deliveries over $TICKETS tickets (seeded) into $data"
+        python3 bench/gen_deliveries.py --deliveries "$INGEST_LINES" --tickets "$TICKETS" --seed 7 --no-times >"$data.tmp"
+        mv "$data.tmp" "$data"
+    fi
+    local rows=$OUT/ingest-rows.jsonl
+    : >"$rows"
+    for batch in $BATCHES; do
+        local db=ta_bench_ingest_b$batch
+        say "WRITE_BATCH_MAX=$batch: fresh database $db, service on :$PORT"
+        fresh_db "$db"
+        start_service "$db" "$OUT/service-ingest-b$batch.log" WRITE_BATCH_MAX="$batch"
+        # Warm-up (not reported): connections, prepared statements, the first pages.
+        "$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
+            --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup >&2
+        for c in $CONCURRENCY; do
+            # Statistics and dead rows as autovacuum would keep them (this server may run without
+            # it, as CI's does): a prepared statement planned on an empty table keeps scanning it
+            # whole until its table is analyzed.
+            psql_q "$db" "VACUUM ANALYZE"
+            local load pids svc0 pg0 svc1 pg1
+            load=$(load_average)
+            pids=$(pg_pids "$db")
+            svc0=$(cpu_ticks "$SERVICE_PID")
+            pg0=$(cpu_ticks $pids)
+            # Transaction ids are taken by every batch (it locks the ledger head): their count over
+            # the run is the number of batches, cluster-wide (exact only on an otherwise idle server).
+            local xid0 xid1
+            xid0=$(psql_q postgres "select txid_current()")
+            watch_rss "$OUT/rss"
+            local line
+            line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
+                --concurrency "$c" --duration "$DURATION" --id-prefix "b${batch}c${c}-" \
+                --label "batch=$batch" --json)
+            unwatch_rss
+            xid1=$(psql_q postgres "select txid_current()")
+            svc1=$(cpu_ticks "$SERVICE_PID")
+            pg1=$(cpu_ticks $pids)
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(kb VmHWM), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1); print(json.dumps(r))" >>"$rows"
+        done
+        local stored
+        stored=$(psql_q "$db" "select count(*) from deliveries")
+        echo "{\"batch\": $batch, \"final_hwm_kb\": $(kb VmHWM), \"stored\": $stored}" >>"$rows"
+        stop_service
+    done
+    cat "$rows" >>"$RESULTS"
+    machine
+    echo "command: bench/run.sh ingest --concurrency \"$CONCURRENCY\" --batches \"$BATCHES\" --duration $DURATION --tickets $TICKETS"
+    python3 - "$rows" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+runs = [r for r in rows if "concurrency" in r]
+final = {r["batch"]: r for r in rows if "final_hwm_kb" in r}
+print()
+print("| WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
+      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | load avg before |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+for r in runs:
+    bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
+    n = max(r["acknowledged"], 1)
+    cpu = [r["service_cpu_s"], r["postgres_cpu_s"], r["cpu_s"]]
+    per = " / ".join(f"{c / n * 1e6:.0f}" for c in cpu)
+    print(f"| {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+          f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
+          f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
+          f"{sum(cpu) / r['seconds']:.2f} | {r['load_before']} |")
+batches = sorted({r["batch"] for r in runs}, reverse=True)
+if len(batches) >= 2:
+    hi, lo = batches[0], batches[-1]
+    print()
+    print(f"| senders | batched ({hi}) / one per transaction ({lo}) |")
+    print("|---:|---:|")
+    for c in sorted({r["concurrency"] for r in runs}):
+        a = [r for r in runs if r["batch"] == hi and r["concurrency"] == c]
+        b = [r for r in runs if r["batch"] == lo and r["concurrency"] == c]
+        if a and b:
+            print(f"| {c} | {a[0]['deliveries_per_sec'] / b[0]['deliveries_per_sec']:.1f}x |")
+print()
+for b, f in sorted(final.items(), reverse=True):
+    print(f"WRITE_BATCH_MAX={b}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored")
+EOF
+}
+
+# ------------------------------------------------------------------ reads
+# load_store DB FILE: a fresh database holding FILE, imported through the real write path.
+load_store() {
+    local db=$1 file=$2 t0=$SECONDS
+    fresh_db "$db"
+    # The importer's statements are prepared once and keep the plan made on the table as it was:
+    # on an empty, never analyzed table that is a sequential scan per batch (quadratic over a
+    # large import when autovacuum is off, as on CI's server). Import a first slice, analyze,
+    # and import the rest on new connections.
+    head -n 5000 "$file" >"$OUT/part.ndjson"
+    DATABASE_URL="$(db_url "$db")" "$SERVICE" import "$OUT/part.ndjson" >&2
+    psql_q "$db" "VACUUM ANALYZE"
+    tail -n +5001 "$file" >"$OUT/part.ndjson"
+    DATABASE_URL="$(db_url "$db")" "$SERVICE" import "$OUT/part.ndjson" >&2
+    rm -f "$OUT/part.ndjson"
+    # Statistics and the visibility map, as autovacuum would leave them (it may be off here).
+    psql_q "$db" "VACUUM ANALYZE"
+    say "imported $(wc -l <"$file") lines into $db in $((SECONDS - t0)) s"
+}
+
+run_reads() {
+    # The small store has as many commands per ticket as the large one (fewer tickets), so each
+    # read returns as much at both sizes and only the size of the store differs.
+    local small_tickets=${SMALL_TICKETS:-$((TICKETS * SMALL / LARGE))}
+    local size commands tickets file db label rows=$OUT/reads-rows.jsonl
+    : >"$rows"
+    for size in small large; do
+        if [ $size = small ]; then commands=$SMALL tickets=$small_tickets; else commands=$LARGE tickets=$TICKETS; fi
+        file=$OUT/store-$commands-$tickets.ndjson
+        db=ta_bench_reads_$size
+        label=$commands
+        if [ ! -s "$file" ]; then
+            say "generating a store of $commands commands over $tickets tickets (seeded; a minute per million)"
+            python3 bench/gen_deliveries.py --commands "$commands" --tickets "$tickets" --seed 1 >"$file.tmp"
+            mv "$file.tmp" "$file"
+        fi
+        load_store "$db" "$file"
+        local counts
+        counts=$(psql_q "$db" "select (select count(*) from commands) || ' commands, ' || (select count(*) from tickets) || ' tickets, ' || (select count(*) from deliveries) || ' deliveries, ' || pg_size_pretty(pg_database_size(current_database()))")
+        say "store: $counts"
+        start_service "$db" "$OUT/service-reads-$size.log"
+        watch_rss "$OUT/rss"
+        # A first run warms the caches and the service's prepared statements; it is not kept.
+        "$LOADGEN" reads --url "http://127.0.0.1:$PORT" --token "$TOKEN" --iterations "$ITERATIONS" \
+            --deep-pages "$DEEP_PAGES" --label "$label" >&2
+        local line load
+        load=$(load_average)
+        line=$("$LOADGEN" reads --url "http://127.0.0.1:$PORT" --token "$TOKEN" --iterations "$ITERATIONS" \
+            --deep-pages "$DEEP_PAGES" --label "$label" --seed 2 --json)
+        unwatch_rss
+        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(size='$size', store='$counts', load_before='$load', rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(kb VmHWM)); print(json.dumps(r))" >>"$rows"
+        stop_service
+    done
+    cat "$rows" >>"$RESULTS"
+    machine
+    echo "command: bench/run.sh reads --small $SMALL --large $LARGE --tickets $TICKETS --small-tickets $small_tickets --iterations $ITERATIONS --deep-pages $DEEP_PAGES"
+    python3 - "$rows" <<'EOF'
+import json, sys
+rows = {r["size"]: r for r in map(json.loads, open(sys.argv[1]))}
+s, l = rows["small"], rows["large"]
+print()
+print(f"small: {s['store']}")
+print(f"large: {l['store']}")
+print(f"(each read timed {s['iterations']} times, one request at a time, after an untimed run of the same;"
+      f" load average before: {s['load_before']} / {l['load_before']})")
+print()
+print(f"| read | p50 ms @{s['label']} | p99 ms @{s['label']} | p50 ms @{l['label']} | p99 ms @{l['label']} | p50 ratio | p99 ratio |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name, a in s["reads"].items():
+    b = l["reads"][name]
+    print(f"| {name} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | "
+          f"{b['p50_ms']/a['p50_ms']:.2f}x | {b['p99_ms']/a['p99_ms']:.2f}x |")
+print()
+print(f"service peak memory (VmHWM): {s['hwm_kb']/1024:.1f} MB at {s['label']}, {l['hwm_kb']/1024:.1f} MB at {l['label']}")
+EOF
+}
+
+case "$PART" in
+    ingest) run_ingest ;;
+    reads) run_reads ;;
+    all) run_ingest; run_reads ;;
+esac
+echo "raw results appended to $RESULTS" >&2
