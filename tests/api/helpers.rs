@@ -180,8 +180,9 @@ impl TestApp {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&self.db).await.unwrap()
     }
 
-    /// Stops the app gracefully and waits for it (the writer drains, pools close).
-    pub async fn stop(mut self) {
+    /// Stops the app gracefully and waits for it (the writer drains, pools close). The test's
+    /// database stays until the `TestApp` is dropped.
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

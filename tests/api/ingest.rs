@@ -117,7 +117,7 @@ async fn one_transaction_per_delivery_is_a_setting_and_behaves_the_same() {
 
 #[tokio::test]
 async fn graceful_stop_answers_what_is_in_flight() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let requests: Vec<_> = (0..50).map(|i| app.post(message("T-9", &format!("m{i}"), "a", &[]))).collect();
     let answers = futures::future::join_all(requests).await;
     assert!(answers.iter().all(|r| r.status() == 202));
