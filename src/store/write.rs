@@ -77,19 +77,13 @@ pub async fn write_batch(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Res
     }
 
     if !fresh.is_empty() {
-        rows.insert(&mut tx).await?;
         let projected: Vec<Projected<'_>> = fresh
             .iter()
             .map(|(seq, d)| Projected { seq: *seq, received_at: d.received_at, normalized: &d.normalized })
             .collect();
-        project(&mut tx, &projected).await?;
+        let projection = Projection::derive(&mut tx, &projected).await?;
         let at = fresh.last().map(|(_, d)| d.received_at);
-        sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2, at = $3")
-            .bind(head_seq)
-            .bind(prev.as_slice())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        store(&mut tx, &rows, &projection, Some((head_seq, prev.to_vec(), at))).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -124,24 +118,6 @@ impl<'a> DeliveryColumns<'a> {
         self.error.push(d.normalized.error().map(PgText::from));
         self.hash.push(hash.to_vec());
     }
-
-    async fn insert(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(include_str!("sql/insert_deliveries.sql"))
-            .bind(&self.seq)
-            .bind(&self.received_at)
-            .bind(&self.key)
-            .bind(&self.key_source)
-            .bind(&self.body)
-            .bind(&self.body_sha256)
-            .bind(&self.action)
-            .bind(&self.status_code)
-            .bind(&self.headers)
-            .bind(&self.error)
-            .bind(&self.hash)
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
 }
 
 /// A stored delivery and what it normalizes to: the input of the projection.
@@ -155,11 +131,33 @@ pub struct Projected<'a> {
 /// commands, and the tickets they touch folded with [`TicketState::apply`]. Live ingestion and
 /// `reproject` both come through here, so both produce the same rows.
 pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<(), sqlx::Error> {
-    let mut ev = EventColumns::default();
-    let mut msg = MessageColumns::default();
-    let mut cmd = CommandColumns::default();
-    for p in items {
+    let projection = Projection::derive(conn, items).await?;
+    store(conn, &DeliveryColumns::default(), &projection, None).await
+}
+
+/// The rows a batch adds to the projection.
+#[derive(Default)]
+struct Projection {
+    ev: EventColumns,
+    msg: MessageColumns,
+    cmd: CommandColumns,
+    tickets: TicketColumns,
+}
+
+impl Projection {
+    /// Derives the rows; reads the tickets the batch touches, to fold it into them.
+    async fn derive(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<Self, sqlx::Error> {
+        let mut p = Projection::default();
+        for item in items {
+            p.push(item);
+        }
+        p.tickets = fold_tickets(conn, items).await?;
+        Ok(p)
+    }
+
+    fn push(&mut self, p: &Projected<'_>) {
         let n = p.normalized;
+        let ev = &mut self.ev;
         ev.seq.push(p.seq);
         ev.received_at.push(p.received_at);
         ev.action.push(n.action.as_deref().map(PgText::from));
@@ -170,6 +168,7 @@ pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result
         ev.tenant.push(n.carried_tenant.as_deref().map(PgText::from));
         if let Some(ticket) = &n.ticket {
             for m in &n.messages {
+                let msg = &mut self.msg;
                 msg.seq.push(p.seq);
                 msg.position.push(m.position);
                 msg.ticket.push(ticket.as_str().into());
@@ -179,6 +178,7 @@ pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result
             }
         }
         for c in &n.commands {
+            let cmd = &mut self.cmd;
             cmd.seq.push(p.seq);
             cmd.position.push(c.position);
             cmd.ticket.push(n.ticket.as_deref().map(PgText::from));
@@ -188,7 +188,32 @@ pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result
             cmd.recorded_at.push(p.received_at);
         }
     }
-    sqlx::query(include_str!("sql/insert_action_events.sql"))
+}
+
+/// Runs `sql/store_batch.sql`: deliveries, projection and head in one statement.
+async fn store(
+    conn: &mut PgConnection,
+    d: &DeliveryColumns<'_>,
+    p: &Projection,
+    head: Option<(i64, Vec<u8>, Option<OffsetDateTime>)>,
+) -> Result<(), sqlx::Error> {
+    let (ev, msg, cmd, t) = (&p.ev, &p.msg, &p.cmd, &p.tickets);
+    let (head_seq, head_hash, head_at) = match head {
+        Some((seq, hash, at)) => (Some(seq), Some(hash), at),
+        None => (None, None, None),
+    };
+    sqlx::query(include_str!("sql/store_batch.sql"))
+        .bind(&d.seq)
+        .bind(&d.received_at)
+        .bind(&d.key)
+        .bind(&d.key_source)
+        .bind(&d.body)
+        .bind(&d.body_sha256)
+        .bind(&d.action)
+        .bind(&d.status_code)
+        .bind(&d.headers)
+        .bind(&d.error)
+        .bind(&d.hash)
         .bind(&ev.seq)
         .bind(&ev.received_at)
         .bind(&ev.action)
@@ -197,39 +222,47 @@ pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result
         .bind(&ev.kind)
         .bind(&ev.ticket)
         .bind(&ev.tenant)
-        .execute(&mut *conn)
+        .bind(&msg.seq)
+        .bind(&msg.position)
+        .bind(&msg.ticket)
+        .bind(&msg.role)
+        .bind(&msg.content)
+        .bind(&msg.received_at)
+        .bind(&cmd.seq)
+        .bind(&cmd.position)
+        .bind(&cmd.ticket)
+        .bind(&cmd.command)
+        .bind(&cmd.result)
+        .bind(&cmd.executed)
+        .bind(&cmd.recorded_at)
+        .bind(&t.name)
+        .bind(&t.title)
+        .bind(&t.status)
+        .bind(&t.tenant_id)
+        .bind(&t.agent_name)
+        .bind(&t.agent_id)
+        .bind(&t.created_at)
+        .bind(&t.create_time_text)
+        .bind(&t.first_seen_at)
+        .bind(&t.first_seen_seq)
+        .bind(&t.last_activity_at)
+        .bind(&t.message_count)
+        .bind(&t.command_count)
+        .bind(head_seq)
+        .bind(head_hash)
+        .bind(head_at)
+        .execute(conn)
         .await?;
-    if !msg.seq.is_empty() {
-        sqlx::query(include_str!("sql/insert_messages.sql"))
-            .bind(&msg.seq)
-            .bind(&msg.position)
-            .bind(&msg.ticket)
-            .bind(&msg.role)
-            .bind(&msg.content)
-            .bind(&msg.received_at)
-            .execute(&mut *conn)
-            .await?;
-    }
-    if !cmd.seq.is_empty() {
-        sqlx::query(include_str!("sql/insert_commands.sql"))
-            .bind(&cmd.seq)
-            .bind(&cmd.position)
-            .bind(&cmd.ticket)
-            .bind(&cmd.command)
-            .bind(&cmd.result)
-            .bind(&cmd.executed)
-            .bind(&cmd.recorded_at)
-            .execute(&mut *conn)
-            .await?;
-    }
-    project_tickets(conn, items).await
+    Ok(())
 }
 
-async fn project_tickets(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<(), sqlx::Error> {
+/// The tickets a batch touches, as stored, with the batch's updates folded in, in seq order.
+async fn fold_tickets(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<TicketColumns, sqlx::Error> {
     let mut names: Vec<PgText> =
         items.iter().flat_map(|p| p.normalized.ticket_updates.iter().map(|u| PgText::from(u.name.as_str()))).collect();
+    let mut t = TicketColumns::default();
     if names.is_empty() {
-        return Ok(());
+        return Ok(t);
     }
     names.sort();
     names.dedup();
@@ -249,27 +282,10 @@ async fn project_tickets(conn: &mut PgConnection, items: &[Projected<'_>]) -> Re
                 .apply(u, p.received_at);
         }
     }
-    let mut t = TicketColumns::default();
     for s in states.into_values() {
         t.push(s);
     }
-    sqlx::query(include_str!("sql/upsert_tickets.sql"))
-        .bind(&t.name)
-        .bind(&t.title)
-        .bind(&t.status)
-        .bind(&t.tenant_id)
-        .bind(&t.agent_name)
-        .bind(&t.agent_id)
-        .bind(&t.created_at)
-        .bind(&t.create_time_text)
-        .bind(&t.first_seen_at)
-        .bind(&t.first_seen_seq)
-        .bind(&t.last_activity_at)
-        .bind(&t.message_count)
-        .bind(&t.command_count)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    Ok(t)
 }
 
 #[derive(Default)]
