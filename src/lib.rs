@@ -115,7 +115,7 @@ pub async fn serve(
         }
     };
     let pool = store::pool(db.clone(), pools.db_max_connections, acquire, role);
-    let write_pool = store::writer_pool(db, acquire, role);
+    let write_pool = store::pool(db, 2, acquire, role);
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max);
     let state = http::AppState::new(http::Inner {
@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             let db = Database::resolve(&args.database).await?;
             let result = async {
                 migrate(&db.options).await?;
-                let pool = store::writer_pool(db.options.clone(), Duration::from_secs(30), None);
+                let pool = store::pool(db.options.clone(), 2, Duration::from_secs(30), None);
                 let (writer, task) = Writer::spawn(pool.clone(), 8192, 256);
                 let summary = if args.file.as_os_str() == "-" {
                     ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await

@@ -29,26 +29,11 @@ pub fn pool(
     acquire_timeout: Duration,
     role: Option<&'static str>,
 ) -> PgPool {
-    with_session(options, max_connections, acquire_timeout, role.map(|r| format!("SET ROLE {r}")))
-}
-
-/// The writer's pool: as [`pool`], and every statement planned for its own values. The writer's
-/// statements are prepared once per connection, often while the tables are still empty; a
-/// generic plan made then (a sequential scan of deliveries and tickets on every batch) would
-/// stay, and halved ingest where statistics were missing (bench/README.md).
-pub fn writer_pool(options: PgConnectOptions, acquire_timeout: Duration, role: Option<&'static str>) -> PgPool {
-    let role = role.map(|r| format!("SET ROLE {r}; ")).unwrap_or_default();
-    with_session(options, 2, acquire_timeout, Some(format!("{role}SET plan_cache_mode = force_custom_plan")))
-}
-
-fn with_session(options: PgConnectOptions, max: u32, acquire_timeout: Duration, setup: Option<String>) -> PgPool {
-    let mut opts = PgPoolOptions::new().max_connections(max).acquire_timeout(acquire_timeout);
-    if let Some(setup) = setup {
-        let setup: std::sync::Arc<str> = setup.into();
+    let mut opts = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(acquire_timeout);
+    if let Some(role) = role {
         opts = opts.after_connect(move |conn, _| {
-            let setup = setup.clone();
             Box::pin(async move {
-                conn.execute(&*setup).await?;
+                conn.execute(format!("SET ROLE {role}").as_str()).await?;
                 Ok(())
             })
         });

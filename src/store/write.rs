@@ -39,7 +39,11 @@ pub async fn write_batch(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Res
         head_hash.try_into().map_err(|_| sqlx::Error::Protocol("ledger_head.hash is not 32 bytes".into()))?;
 
     let keys: Vec<PgText> = batch.iter().map(|d| PgText::from(d.key.as_str())).collect();
+    // Not prepared (persistent(false)): planned for these keys every time. A prepared statement
+    // keeps, after five runs, a generic plan made while the table was small: a sequential scan on
+    // every batch, which halved ingest where statistics were missing (bench/README.md).
     let known: HashMap<PgText, i64> = sqlx::query_as("SELECT dedup_key, seq FROM deliveries WHERE dedup_key = ANY($1)")
+        .persistent(false)
         .bind(&keys)
         .fetch_all(&mut *tx)
         .await?
@@ -268,6 +272,7 @@ async fn fold_tickets(conn: &mut PgConnection, items: &[Projected<'_>]) -> Resul
     names.dedup();
     let mut states: HashMap<String, TicketState> =
         sqlx::query_as::<_, TicketRow>(include_str!("sql/select_tickets_for_update.sql"))
+            .persistent(false) // planned for these names, as the key lookup is
             .bind(&names)
             .fetch_all(&mut *conn)
             .await?
