@@ -288,7 +288,6 @@ pub async fn walk(app: &TestApp, path: &str, token: Option<&str>) -> Vec<serde_j
     }
 }
 
-#[allow(dead_code)]
 pub async fn raw_connection(options: &PgConnectOptions) -> PgConnection {
     options.connect().await.unwrap()
 }
