@@ -334,3 +334,46 @@ pub async fn until_a_session_waits_for_a_lock(db: &PgPool) {
         tokio::task::yield_now().await;
     }
 }
+
+/// The service binary, started by a test.
+pub struct Binary {
+    pub child: std::process::Child,
+    /// `http://addr` it listens on.
+    pub base: String,
+    /// Its log lines up to the one that says where it listens.
+    pub early_log: Vec<String>,
+    /// Its log lines after that, until it exits (read on a thread, so its pipe never fills).
+    pub log: std::sync::mpsc::Receiver<String>,
+    pub reader: std::thread::JoinHandle<()>,
+}
+
+/// Starts `ticket-audit serve` on port 0 with JSON logs and `env`; returns once it listens.
+pub fn start_binary(env: &[(&str, &str)]) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
+        .arg("serve")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, log) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut early_log = Vec::new();
+    let addr = loop {
+        let line = log.recv_timeout(Duration::from_secs(60)).expect("the service logs where it listens");
+        early_log.push(line.clone());
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if event["message"] == "listening" {
+            break event["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    Binary { child, base: format!("http://{addr}"), early_log, log, reader }
+}

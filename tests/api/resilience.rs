@@ -2,8 +2,7 @@
 //! killed with SIGKILL mid-load and restarted. Whatever was acknowledged is stored exactly once.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -145,27 +144,8 @@ async fn a_database_outage_gets_503s_and_the_service_recovers_by_itself() {
 
 /// Starts the service binary on `url`; returns it and the address it listens on.
 fn start_service(url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
-        .arg("serve")
-        .env("DATABASE_URL", url)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the service starts").unwrap();
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if event["message"] == "listening" {
-            break event["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://{addr}"))
+    let b = start_binary(&[("DATABASE_URL", url), ("RUST_LOG", "info")]);
+    (b.child, b.base)
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! Secrets never reach the logs, at any level, nor `--help`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::helpers::*;
 
@@ -17,34 +16,15 @@ async fn no_secret_or_token_appears_in_any_log_line() {
     // Trust authentication ignores the password; it is there to see whether anything prints it.
     let url = url.replacen("postgres://postgres@", &format!("postgres://postgres:{DB_PASSWORD}@"), 1);
     assert!(url.contains(DB_PASSWORD), "{url}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("WEBHOOK_SECRET", format!("whsec_{SECRET_B64}"))
-        .env("API_TOKENS", format!("{ADMIN_TOKEN} {TENANT_TOKEN}=tenant-a"))
-        .env("RUST_LOG", "trace")
-        .env("LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the service logs where it listens");
-        log.push(line.clone());
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if event["message"] == "listening" {
-            break event["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let secret = format!("whsec_{SECRET_B64}");
+    let tokens = format!("{ADMIN_TOKEN} {TENANT_TOKEN}=tenant-a");
+    let Binary { mut child, base, early_log: mut log, log: rx, reader } = start_binary(&[
+        ("DATABASE_URL", &url),
+        ("WEBHOOK_SECRET", &secret),
+        ("API_TOKENS", &tokens),
+        ("RUST_LOG", "trace"),
+    ]);
+    let addr = base.trim_start_matches("http://").to_owned();
     let client = reqwest::Client::new();
     let body = fixture("add_ticket.json");
     let ts = now();
