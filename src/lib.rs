@@ -118,6 +118,8 @@ pub async fn serve(
     let write_pool = store::pool(db, 2, acquire, role);
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max);
+    let (stop_classifier, stop) = tokio::sync::watch::channel(false);
+    let classifier = store::classify::spawn(pool.clone(), writer.activity(), stop);
     let state = http::AppState::new(http::Inner {
         pool: pool.clone(),
         writer,
@@ -136,6 +138,8 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
     writer_task.await?;
+    let _ = stop_classifier.send(true);
+    classifier.await?;
     pool.close().await;
     write_pool.close().await;
     Ok(())
@@ -210,6 +214,10 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                 drop(writer);
                 task.await?;
                 pool.close().await;
+                // Reports read imported commands either way; classified, they read them fast.
+                let mut conn = db.options.connect().await?;
+                let classified = store::classify::catch_up(&mut conn).await?;
+                tracing::info!(commands = classified, "classified for reports");
                 summary
             }
             .await;

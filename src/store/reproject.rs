@@ -17,13 +17,18 @@ pub enum ReprojectError {
 }
 
 /// Empties the projection and derives it again, in sequence order, through the same code live
-/// ingestion uses, in one transaction that holds the ledger head (writers wait meanwhile).
+/// ingestion uses, in one transaction that holds the ledger head (writers wait meanwhile); then
+/// classifies the commands for reports again.
 /// Commands are append-only for everyone else; here the owner lifts that for the rebuild only.
 pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await?;
     sqlx::query("ALTER TABLE commands DISABLE TRIGGER commands_no_truncate").execute(&mut *tx).await?;
-    sqlx::query("TRUNCATE action_events, messages, commands, tickets").execute(&mut *tx).await?;
+    // The classifier's watermark first (a concurrent step finishes before), then its rows.
+    sqlx::query("UPDATE reporting.classified SET seq = 0").execute(&mut *tx).await?;
+    sqlx::query("TRUNCATE action_events, messages, commands, tickets, reporting.command_class")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("ALTER TABLE commands ENABLE TRIGGER commands_no_truncate").execute(&mut *tx).await?;
     let mut last = 0i64;
     let mut total = 0u64;
@@ -50,5 +55,6 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
         last = hi;
     }
     tx.commit().await?;
+    super::classify::catch_up(conn).await?;
     Ok(total)
 }

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::classify::WriterActivity;
 use super::write::{write_batch, NewDelivery, Outcome};
 use crate::domain::{EventKind, Normalized};
 
@@ -32,14 +33,16 @@ struct Job {
 pub struct Writer {
     queue: mpsc::Sender<Job>,
     pool: PgPool,
+    activity: Arc<WriterActivity>,
 }
 
 impl Writer {
     /// Starts the writer task. It ends once every `Writer` clone is dropped and the queue is drained.
     pub fn spawn(pool: PgPool, queue_capacity: usize, max_batch: usize) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-        let handle = tokio::spawn(run(pool.clone(), rx, max_batch.max(1)));
-        (Writer { queue: tx, pool }, handle)
+        let activity = Arc::new(WriterActivity::default());
+        let handle = tokio::spawn(run(pool.clone(), rx, max_batch.max(1), activity.clone()));
+        (Writer { queue: tx, pool, activity }, handle)
     }
 
     /// Stores one delivery; returns once it is committed (or known not to be).
@@ -66,18 +69,25 @@ impl Writer {
         &self.pool
     }
 
+    /// How busy the writer is, for work that should yield to it (the classifier).
+    pub fn activity(&self) -> Arc<WriterActivity> {
+        self.activity.clone()
+    }
+
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, max_batch: usize, activity: Arc<WriterActivity>) {
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
         metrics::histogram!("ticket_audit_write_batch_size").record(jobs.len() as f64);
         let start = std::time::Instant::now();
         commit(&pool, std::mem::take(&mut jobs)).await;
-        metrics::histogram!("ticket_audit_write_commit_seconds").record(start.elapsed().as_secs_f64());
+        let spent = start.elapsed();
+        metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
+        activity.record(spent);
     }
 }
 

@@ -150,7 +150,45 @@ async fn load(app: &TestApp) {
     ] {
         sqlx::query(sql).bind(time::macros::datetime!(2025-06-01 09:00 UTC)).execute(&mut *tx).await.unwrap();
     }
+    // The service's classifier may already have copied the old times: drop its work, as
+    // `reproject` does, holding its watermark so that no step is half seen.
+    unclassify(&mut tx).await;
     tx.commit().await.unwrap();
+}
+
+/// Empties the classification (reports then compute every command's rules): locks the
+/// watermark (waiting for a step in progress), then resets it and the table.
+async fn unclassify(tx: &mut sqlx::PgConnection) {
+    for sql in [
+        "SELECT seq FROM reporting.classified FOR UPDATE",
+        "DELETE FROM reporting.command_class",
+        "UPDATE reporting.classified SET seq = 0",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+}
+
+/// Every row of the reporting views, as JSON text in a fixed order.
+async fn view_rows(conn: &mut sqlx::PgConnection) -> Vec<String> {
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT json_agg(v ORDER BY delivery_id, position)::text FROM reporting.commands v",
+        "SELECT json_agg(v ORDER BY delivery_id, position)::text FROM reporting.proposals v",
+        "SELECT json_agg(v ORDER BY ticket)::text FROM reporting.tickets v",
+    ] {
+        rows.push(sqlx::query_scalar::<_, String>(sql).fetch_one(&mut *conn).await.unwrap());
+    }
+    rows
+}
+
+async fn classified_state(conn: &mut sqlx::PgConnection) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM reporting.command_class), (SELECT count(*) FROM commands),
+                (SELECT seq FROM ledger_head) - (SELECT seq FROM reporting.classified)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
 }
 
 /// Runs `sql/NAME.sql` with psql against the test's database; the rows, fields joined by `|`.
@@ -383,6 +421,72 @@ async fn the_ticket_view_counts_messages_commands_and_activity() {
 }
 
 #[tokio::test]
+async fn reports_read_the_same_rows_whether_commands_are_classified_or_not() {
+    let app = loaded().await;
+    let opts: PgConnectOptions = (*app.db.connect_options()).clone();
+    let mut conn = raw_connection(&opts).await;
+
+    // Classified: everything up to the head (the service's own classifier takes turns with us).
+    ticket_audit::store::classify::catch_up(&mut conn).await.unwrap();
+    let (class_rows, commands, behind) = classified_state(&mut conn).await;
+    assert_eq!((class_rows, behind), (commands, 0), "caught up: one row per command, watermark at the head");
+    assert_eq!(commands, 17);
+    let classified = view_rows(&mut conn).await;
+
+    // Not classified at all, then classified part of the way (a step of 1 takes whole
+    // deliveries): the views compute what is missing, in the same snapshot.
+    let mut tx = conn.begin().await.unwrap();
+    unclassify(&mut tx).await;
+    let computed = view_rows(&mut tx).await;
+    let n = ticket_audit::store::classify::step(&mut tx, 1).await.unwrap();
+    assert_eq!(n, 3, "delivery 2 holds three commands, all taken by a step of one");
+    let (class_rows, _, behind) = classified_state(&mut tx).await;
+    assert_eq!((class_rows, behind), (3, 10), "the watermark is on delivery 2");
+    let partly = view_rows(&mut tx).await;
+    tx.rollback().await.unwrap();
+
+    assert!(classified.iter().all(|rows| rows.len() > 100), "{classified:?}");
+    assert_eq!(computed, classified, "views with nothing classified");
+    assert_eq!(partly, classified, "views with two deliveries classified");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_service_classifies_what_it_stores_in_the_background() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let cmds: Vec<(String, &str)> =
+            (0..i % 4).map(|k| (format!("kubectl delete pod p-{i}-{k}"), "deleted")).collect();
+        let cmds: Vec<(&str, &str)> = cmds.iter().map(|(c, r)| (c.as_str(), *r)).collect();
+        app.deliver(&message(&format!("T-{i}"), "hi", "ok", &cmds)).await;
+    }
+    let opts: PgConnectOptions = (*app.db.connect_options()).clone();
+    let mut conn = raw_connection(&opts).await;
+    // The classifier is woken by each commit; wait (without a timer) until it is at the head.
+    let state = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let state = classified_state(&mut conn).await;
+            if state.2 == 0 {
+                return state;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the classifier catches up with the head");
+    assert_eq!((state.0, state.1), (30, 30), "every command classified once");
+    let risky: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM reporting.command_class WHERE risk = 'delete' AND tool = 'kubectl'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(risky, 30);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ticket_audit_commands_classified_total"), "{metrics}");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn classification_rules() {
     let app = spawn_app().await;
     // One line per command: tool|sub-command|risk, with null shown as "-".
@@ -493,6 +597,9 @@ async fn the_reporting_role_reads_and_changes_nothing() {
         "DELETE FROM deliveries",
         "TRUNCATE messages",
         "UPDATE ledger_head SET seq = 0",
+        "SELECT reporting.classify(10)",
+        "DELETE FROM reporting.command_class",
+        "UPDATE reporting.classified SET seq = 0",
         "CREATE TABLE public.mine (x int)",
         "CREATE VIEW reporting.mine AS SELECT 1",
         "CREATE OR REPLACE FUNCTION reporting.command_risk(command text) RETURNS text LANGUAGE sql RETURN NULL",

@@ -1,0 +1,234 @@
+-- Classification off the ingest path (issue 5).
+--
+-- V3 stored the rules' values (tool, sub_command, outcome, risk) as generated columns of
+-- public.commands, so every command paid for four rules inside the writer's transaction: about
+-- 70 µs of PostgreSQL CPU per command, which halved ingest on a 2-core machine (bench/README.md).
+-- The rules do not change; where their values are kept does:
+--
+--   * reporting.command_class holds, per command, the columns reports filter and group by,
+--     with the rules' values. It is filled after the fact by reporting.classify(n), which the
+--     service calls in the background (in small steps, yielding to ingest) and `import` and
+--     `reproject` call until done.
+--   * reporting.classified holds the watermark: every command of a delivery with seq <= it is in
+--     command_class; none above it is. The watermark and the rows move in one transaction.
+--   * reporting.commands reads command_class up to the watermark and computes the rules for the
+--     commands above it, in the same snapshot: a report is exact however far behind the
+--     classifier is; only its speed depends on it.
+
+DROP VIEW reporting.proposals;
+DROP VIEW reporting.tickets;
+DROP VIEW reporting.commands;
+ALTER TABLE public.commands
+    DROP COLUMN tool,
+    DROP COLUMN sub_command,
+    DROP COLUMN outcome,
+    DROP COLUMN risk;
+
+CREATE TABLE reporting.command_class (
+    seq bigint NOT NULL,
+    position integer NOT NULL,
+    ticket_name text,
+    recorded_at timestamptz NOT NULL,
+    executed boolean NOT NULL,
+    tool text,
+    sub_command text,
+    outcome text NOT NULL,
+    risk text,
+    PRIMARY KEY (seq, position)
+);
+COMMENT ON TABLE reporting.command_class IS
+    'Derived: each command''s reporting columns with the rules'' values (V3), filled behind ingest by reporting.classify. Read reporting.commands, not this table: it also covers commands not classified yet.';
+
+CREATE TABLE reporting.classified (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seq bigint NOT NULL CHECK (seq >= 0)
+);
+COMMENT ON TABLE reporting.classified IS
+    'One row: the watermark. Commands of deliveries with seq <= it are in reporting.command_class; those above are not.';
+INSERT INTO reporting.classified (seq) VALUES (0);
+
+-- Classifies the commands of the next deliveries after the watermark, about `commands` of them
+-- (whole deliveries, never part of one), up to the ledger head; returns how many it classified,
+-- 0 when there was nothing left. Concurrent callers (several service processes) take turns on the
+-- watermark row. Each statement sees what has committed when it starts, and a delivery's
+-- commands commit with the head that covers them, so nothing at or below the head is missed.
+CREATE FUNCTION reporting.classify(commands integer) RETURNS integer
+    LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    mark bigint;
+    head bigint;
+    hi bigint;
+    next_seqs bigint[];
+    done integer;
+BEGIN
+    SELECT c.seq INTO mark FROM reporting.classified c FOR UPDATE;
+    SELECT h.seq INTO head FROM public.ledger_head h;
+    IF head <= mark THEN
+        RETURN 0;
+    END IF;
+    -- The seqs of the next commands, one past the step, in order: the step ends with the
+    -- delivery of its last command (all of that delivery's commands are taken).
+    SELECT array_agg(s.seq ORDER BY s.seq, s.position) INTO next_seqs
+    FROM (SELECT c.seq, c.position FROM public.commands c
+          WHERE c.seq > mark AND c.seq <= head
+          ORDER BY c.seq, c.position
+          LIMIT greatest(commands, 1) + 1) s;
+    IF coalesce(array_length(next_seqs, 1), 0) <= greatest(commands, 1) THEN
+        hi := head; -- the rest fits: up to the head, past deliveries without commands too
+    ELSE
+        hi := next_seqs[greatest(commands, 1)];
+    END IF;
+    INSERT INTO reporting.command_class (seq, position, ticket_name, recorded_at, executed, tool, sub_command, outcome, risk)
+    SELECT c.seq, c.position, c.ticket_name, c.recorded_at, c.executed,
+           w[1], w[1] || coalesce(' ' || w[2], ''),
+           reporting.command_outcome(c.executed, c.result),
+           reporting.command_risk(c.command)
+    FROM public.commands c,
+         LATERAL (SELECT reporting.command_words(c.command) AS w) words
+    WHERE c.seq > mark AND c.seq <= hi;
+    GET DIAGNOSTICS done = ROW_COUNT;
+    UPDATE reporting.classified SET seq = hi;
+    RETURN done;
+END
+$fn$;
+COMMENT ON FUNCTION reporting.classify(integer) IS
+    'Classifies about N more commands (whole deliveries) into reporting.command_class and moves the watermark; returns how many, 0 when caught up. Run it in a loop to catch up: SELECT reporting.classify(5000).';
+
+-- ------------------------------------------------------------------------------------------------
+-- Views (same columns as V3's)
+-- ------------------------------------------------------------------------------------------------
+CREATE VIEW reporting.commands AS
+SELECT k.seq AS delivery_id,
+       k.position,
+       k.ticket_name AS ticket,
+       t.tenant_id,
+       t.agent_name,
+       t.agent_id,
+       k.recorded_at AS at,
+       k.executed,
+       c.command,
+       c.result,
+       k.tool,
+       k.sub_command,
+       k.outcome,
+       reporting.is_failure(k.outcome) AS failed,
+       k.risk
+FROM reporting.command_class k
+-- Unique on both sides: PostgreSQL drops this join from a query that reads neither column.
+LEFT JOIN public.commands c ON c.seq = k.seq AND c.position = k.position
+LEFT JOIN public.tickets t ON t.name = k.ticket_name
+UNION ALL
+SELECT c.seq,
+       c.position,
+       c.ticket_name,
+       t.tenant_id,
+       t.agent_name,
+       t.agent_id,
+       c.recorded_at,
+       c.executed,
+       c.command,
+       c.result,
+       reporting.command_tool(c.command),
+       reporting.command_sub_command(c.command),
+       reporting.command_outcome(c.executed, c.result),
+       reporting.is_failure(reporting.command_outcome(c.executed, c.result)),
+       reporting.command_risk(c.command)
+FROM public.commands c
+LEFT JOIN public.tickets t ON t.name = c.ticket_name
+WHERE c.seq > (SELECT seq FROM reporting.classified);
+COMMENT ON VIEW reporting.commands IS
+    'One row per command, proposed or executed, with its ticket''s tenant and agent and its classification (rules 1 to 3 in V3__reporting.sql; stored by reporting.classify, computed here for commands not classified yet).';
+COMMENT ON COLUMN reporting.commands.delivery_id IS 'The delivery (seq) that carried the command; with position, the command''s key.';
+COMMENT ON COLUMN reporting.commands.position IS 'Position within the delivery (messages first, then proposed, then executed commands).';
+COMMENT ON COLUMN reporting.commands.ticket IS 'Ticket name; null when the delivery named no ticket.';
+COMMENT ON COLUMN reporting.commands.tenant_id IS 'Tenant of the command''s ticket (as the ticket is now); null when unknown.';
+COMMENT ON COLUMN reporting.commands.agent_name IS 'Assignee of the command''s ticket (as the ticket is now); null when unassigned or unknown.';
+COMMENT ON COLUMN reporting.commands.agent_id IS 'Assignee id of the command''s ticket.';
+COMMENT ON COLUMN reporting.commands.at IS 'When the delivery carrying the command was received (the record''s clock).';
+COMMENT ON COLUMN reporting.commands.executed IS 'True when the command ran (executedCmds); false when only proposed (Cmds).';
+COMMENT ON COLUMN reporting.commands.command IS 'The command line as sent (U+0000 stored as ␀0).';
+COMMENT ON COLUMN reporting.commands.result IS 'Its output; null when only proposed or when the sender sent none.';
+COMMENT ON COLUMN reporting.commands.tool IS 'Rule 1: first word after wrappers (sudo, env, FOO=1), without directory: aws, kubectl, terraform.';
+COMMENT ON COLUMN reporting.commands.sub_command IS 'Rule 1: tool and first non-option word that looks like a sub-command: aws s3, kubectl get; else the tool.';
+COMMENT ON COLUMN reporting.commands.outcome IS 'Rule 2: not_executed, unknown, timeout, denied, not_found, error or ok.';
+COMMENT ON COLUMN reporting.commands.failed IS 'Outcome is error, denied, not_found or timeout.';
+COMMENT ON COLUMN reporting.commands.risk IS 'Rule 3: destroy, delete, terminate, permissions or secrets; null when not risky.';
+
+CREATE VIEW reporting.tickets AS
+SELECT t.name AS ticket,
+       t.title,
+       t.status,
+       t.tenant_id,
+       t.agent_name,
+       t.agent_id,
+       t.created_at,
+       t.first_seen_at AS first_activity_at,
+       t.last_activity_at,
+       coalesce(m.messages, 0) AS messages,
+       coalesce(m.user_messages, 0) AS user_messages,
+       coalesce(m.agent_messages, 0) AS agent_messages,
+       coalesce(c.proposed, 0) AS commands_proposed,
+       coalesce(c.executed, 0) AS commands_executed,
+       coalesce(c.failed, 0) AS commands_failed,
+       coalesce(m.agent_messages, 0) > 0 AS answered
+FROM public.tickets t
+LEFT JOIN (
+    SELECT ticket_name,
+           count(*) AS messages,
+           count(*) FILTER (WHERE role = 'user') AS user_messages,
+           count(*) FILTER (WHERE role = 'agent') AS agent_messages
+    FROM public.messages
+    GROUP BY ticket_name
+) m ON m.ticket_name = t.name
+LEFT JOIN (
+    SELECT ticket AS ticket_name,
+           count(*) FILTER (WHERE NOT executed) AS proposed,
+           count(*) FILTER (WHERE executed) AS executed,
+           count(*) FILTER (WHERE failed) AS failed
+    FROM reporting.commands
+    WHERE ticket IS NOT NULL
+    GROUP BY ticket
+) c ON c.ticket_name = t.name;
+COMMENT ON VIEW reporting.tickets IS
+    'One row per ticket: its fields as now, its message and command counts, and its first and last activity.';
+COMMENT ON COLUMN reporting.tickets.ticket IS 'Ticket name (unique).';
+COMMENT ON COLUMN reporting.tickets.status IS 'Status as last stated by a successful AddTicket or ticket read; null when never stated.';
+COMMENT ON COLUMN reporting.tickets.tenant_id IS 'Tenant; null when no delivery stated it (e.g. a message arrived before its ticket).';
+COMMENT ON COLUMN reporting.tickets.agent_name IS 'Assignee''s agent name; null when unassigned or unknown.';
+COMMENT ON COLUMN reporting.tickets.created_at IS 'CreateTime as the sender stated it; null when absent or not RFC 3339.';
+COMMENT ON COLUMN reporting.tickets.first_activity_at IS 'When the record first saw the ticket (the first delivery naming it).';
+COMMENT ON COLUMN reporting.tickets.last_activity_at IS 'When the last delivery that wrote to the ticket was received.';
+COMMENT ON COLUMN reporting.tickets.messages IS 'Messages recorded (user and agent).';
+COMMENT ON COLUMN reporting.tickets.user_messages IS 'Messages the user wrote.';
+COMMENT ON COLUMN reporting.tickets.agent_messages IS 'Answers the agent gave.';
+COMMENT ON COLUMN reporting.tickets.commands_proposed IS 'Commands proposed (Cmds), whether later run or not.';
+COMMENT ON COLUMN reporting.tickets.commands_executed IS 'Commands executed (executedCmds).';
+COMMENT ON COLUMN reporting.tickets.commands_failed IS 'Executed commands whose outcome is error, denied, not_found or timeout (rule 2).';
+COMMENT ON COLUMN reporting.tickets.answered IS 'The agent has answered at least once (agent_messages > 0).';
+
+CREATE VIEW reporting.proposals AS
+SELECT p.delivery_id, p.position, p.ticket, p.tenant_id, p.agent_name, p.agent_id, p.at, p.command, p.tool,
+       p.sub_command, p.risk,
+       CASE WHEN p.ticket IS NULL
+            THEN EXISTS (SELECT FROM public.commands e
+                         WHERE e.seq = p.delivery_id AND e.executed
+                           AND reporting.command_key(e.command) = reporting.command_key(p.command))
+            -- The same delivery has the same ticket, so seq >= covers it; one index probe.
+            ELSE EXISTS (SELECT FROM public.commands e
+                         WHERE e.executed AND e.ticket_name = p.ticket
+                           AND reporting.command_key(e.command) = reporting.command_key(p.command)
+                           AND e.seq >= p.delivery_id)
+       END AS was_executed
+FROM reporting.commands p
+WHERE NOT p.executed;
+COMMENT ON VIEW reporting.proposals IS
+    'One row per proposed command (executed = false), with whether it was executed afterwards (rule 4 in V3__reporting.sql).';
+COMMENT ON COLUMN reporting.proposals.was_executed IS
+    'Rule 4: an executed command with the same trimmed line followed on the same ticket (same delivery or later); for a proposal without a ticket, in its own delivery.';
+
+-- The service classifies as the writer role; analysts read (default privileges of V3 cover the
+-- new tables and views for ticket_audit_reporting).
+GRANT USAGE ON SCHEMA reporting TO ticket_audit_writer;
+GRANT SELECT, INSERT ON reporting.command_class TO ticket_audit_writer;
+GRANT SELECT, UPDATE ON reporting.classified TO ticket_audit_writer;
