@@ -117,7 +117,7 @@ pub async fn serve(
     let pool = store::pool(db.clone(), pools.db_max_connections, acquire, role);
     let write_pool = store::pool(db, 2, acquire, role);
     let (writer, writer_task) =
-        Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max);
+        Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max)?;
     let (stop_classifier, stop) = tokio::sync::watch::channel(false);
     let classifier = store::classify::spawn(pool.clone(), writer.activity(), stop);
     let state = http::AppState::new(http::Inner {
@@ -204,7 +204,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             let result = async {
                 migrate(&db.options).await?;
                 let pool = store::pool(db.options.clone(), 2, Duration::from_secs(30), None);
-                let (writer, task) = Writer::spawn(pool.clone(), 8192, 256);
+                let (writer, task) = Writer::spawn(pool.clone(), 8192, 256)?;
                 let summary = if args.file.as_os_str() == "-" {
                     ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await
                 } else {

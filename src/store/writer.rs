@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::classify::WriterActivity;
 use super::write::{write_batch, NewDelivery, Outcome};
@@ -37,12 +36,32 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task. It ends once every `Writer` clone is dropped and the queue is drained.
-    pub fn spawn(pool: PgPool, queue_capacity: usize, max_batch: usize) -> (Writer, JoinHandle<()>) {
+    /// Starts the writer. It ends once every `Writer` clone is dropped and the queue is drained;
+    /// the returned future resolves then.
+    ///
+    /// The writer runs on a thread of its own, with a single-threaded runtime: a batch is a chain
+    /// of round trips to PostgreSQL, and on the shared runtime each step of the chain waited for a
+    /// thread busy with request handlers (bench/README.md). Its connections are opened, and
+    /// their I/O driven, on that thread.
+    pub fn spawn(
+        pool: PgPool,
+        queue_capacity: usize,
+        max_batch: usize,
+    ) -> std::io::Result<(Writer, impl std::future::Future<Output = Result<(), WriteError>>)> {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
         let activity = Arc::new(WriterActivity::default());
-        let handle = tokio::spawn(run(pool.clone(), rx, max_batch.max(1), activity.clone()));
-        (Writer { queue: tx, pool, activity }, handle)
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (done, finished) = oneshot::channel();
+        let (writer_pool, writer_activity) = (pool.clone(), activity.clone());
+        std::thread::Builder::new().name("ticket-audit-writer".into()).spawn(move || {
+            runtime.block_on(async {
+                run(writer_pool.clone(), rx, max_batch.max(1), writer_activity).await;
+                // Its connections' I/O belongs to this runtime: close them before it goes.
+                writer_pool.close().await;
+            });
+            let _ = done.send(());
+        })?;
+        Ok((Writer { queue: tx, pool, activity }, async move { finished.await.map_err(|_| WriteError::Stopped) }))
     }
 
     /// Stores one delivery; returns once it is committed (or known not to be).

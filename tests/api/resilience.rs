@@ -234,9 +234,13 @@ async fn sigterm_answers_every_delivery_in_flight_then_exits_0() {
     loop {
         let waiting: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&direct).await.unwrap();
-        let queued = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-        let depth = queued.lines().find(|l| l.starts_with("ticket_audit_write_queue_depth ")).map(|l| l.to_owned());
-        if waiting > 0 && depth.as_deref() == Some("ticket_audit_write_queue_depth 39") {
+        // Every delivery has reached the writer: queued, or in the batch it holds on the lock.
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let value = |name: &str| -> f64 {
+            metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+        };
+        let reached = value("ticket_audit_write_queue_depth") + value("ticket_audit_write_batch_size_sum");
+        if waiting > 0 && reached == 40.0 {
             break;
         }
         tokio::task::yield_now().await;
