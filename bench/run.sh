@@ -18,6 +18,8 @@
 #   --deep-pages 200           pages walked before a deep page (50 for one agent's)  --port 18080  service port
 #   --out DIR                  where data, logs and results go (default target/bench)
 #   --keep                     keep the databases
+#   --baseline BIN             ingest: also run another build of ticket-audit (e.g. main's, from a
+#                              git worktree) in the same run, interleaved, and print the ratio
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,6 +37,7 @@ DEEP_PAGES=200
 PORT=18080
 OUT=""
 KEEP=0
+BASELINE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         ingest | reads | all) PART=$1 ;;
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
         --port) PORT=$2; shift ;;
         --out) OUT=$2; shift ;;
         --keep) KEEP=1 ;;
+        --baseline) BASELINE=$(realpath "$2"); shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -110,13 +114,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_service DB LOG [ENV=VALUE...]
+# start_service DB LOG [ENV=VALUE...]   (the binary: $BIN, else $SERVICE)
 start_service() {
     local db=$1 log=$2
     shift 2
     env DATABASE_URL="$(db_url "$db")" LISTEN_ADDR="127.0.0.1:$PORT" WEBHOOK_SECRET="$SECRET" \
-        API_TOKENS="$TOKEN" "$@" "$SERVICE" serve >"$log" 2>&1 &
+        API_TOKENS="$TOKEN" "$@" "${BIN:-$SERVICE}" serve >"$log" 2>&1 &
     SERVICE_PID=$!
+    PEAK_KB=0
     for _ in $(seq 1 300); do
         if curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then return 0; fi
         kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$log" >&2; echo "the service did not start" >&2; exit 1; }
@@ -145,21 +150,43 @@ load_average() { cut -d' ' -f1-3 /proc/loadavg; }
 
 kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVICE_PID/status"; }
 
-# Highest VmRSS of the service while a command runs (polled every 50 ms), in kB, into $1.
+# Highest RSS of the service while a command runs, in kB, into $1. The kernel keeps the peak
+# (VmHWM); writing 5 to clear_refs resets it, so the run's peak is VmHWM at its end, with no
+# polling beside the benchmark. Where that is not allowed, VmRSS is polled every 50 ms.
 watch_rss() {
-    local file=$1
-    echo 0 >"$file"
+    RSS_FILE=$1
+    echo 0 >"$RSS_FILE"
+    PEAK_KB=$(process_peak)
+    if echo 5 2>/dev/null >"/proc/$SERVICE_PID/clear_refs"; then
+        RSS_PID=""
+        return
+    fi
     (
         max=0
         while kill -0 "$SERVICE_PID" 2>/dev/null; do
             rss=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVICE_PID/status" 2>/dev/null || echo 0)
-            if [ "${rss:-0}" -gt "$max" ]; then max=$rss; echo "$max" >"$file"; fi
+            if [ "${rss:-0}" -gt "$max" ]; then max=$rss; echo "$max" >"$RSS_FILE"; fi
             sleep 0.05
         done
     ) &
     RSS_PID=$!
 }
-unwatch_rss() { kill "$RSS_PID" 2>/dev/null || true; wait "$RSS_PID" 2>/dev/null || true; RSS_PID=""; }
+# The service's peak RSS since it started, in kB (VmHWM, and what resets of it took away).
+PEAK_KB=0
+process_peak() {
+    local hwm
+    hwm=$(kb VmHWM)
+    echo $(( ${hwm:-0} > PEAK_KB ? ${hwm:-0} : PEAK_KB ))
+}
+unwatch_rss() {
+    if [ -z "$RSS_PID" ]; then
+        kb VmHWM >"$RSS_FILE"
+        return
+    fi
+    kill "$RSS_PID" 2>/dev/null || true
+    wait "$RSS_PID" 2>/dev/null || true
+    RSS_PID=""
+}
 
 # ------------------------------------------------------------------ build
 say "building release binaries (ticket-audit, ticket-audit-bench)"
@@ -185,11 +212,16 @@ run_ingest() {
     fi
     local rows=$OUT/ingest-rows.jsonl
     : >"$rows"
+    local variants="this:$SERVICE"
+    [ -n "$BASELINE" ] && variants="$variants baseline:$BASELINE"
     for batch in $BATCHES; do
-        local db=ta_bench_ingest_b$batch
-        say "WRITE_BATCH_MAX=$batch: fresh database $db, service on :$PORT"
+      for variant in $variants; do
+        local name=${variant%%:*}
+        BIN=${variant#*:}
+        local db=ta_bench_ingest_b${batch}_$name
+        say "WRITE_BATCH_MAX=$batch, $name build ($BIN): fresh database $db, service on :$PORT"
         fresh_db "$db"
-        start_service "$db" "$OUT/service-ingest-b$batch.log" WRITE_BATCH_MAX="$batch"
+        start_service "$db" "$OUT/service-ingest-b$batch-$name.log" WRITE_BATCH_MAX="$batch"
         # Warm-up (not reported): connections, prepared statements, the first pages.
         "$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
             --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup >&2
@@ -210,55 +242,71 @@ run_ingest() {
             watch_rss "$OUT/rss"
             local line
             line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
-                --concurrency "$c" --duration "$DURATION" --id-prefix "b${batch}c${c}-" \
+                --concurrency "$c" --duration "$DURATION" --id-prefix "b${batch}c${c}$name-" \
                 --label "batch=$batch" --json)
             unwatch_rss
             xid1=$(psql_q postgres "select txid_current()")
             svc1=$(cpu_ticks "$SERVICE_PID")
             pg1=$(cpu_ticks $pids)
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(kb VmHWM), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1); print(json.dumps(r))" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1); print(json.dumps(r))" >>"$rows"
         done
         local stored
         stored=$(psql_q "$db" "select count(*) from deliveries")
-        echo "{\"batch\": $batch, \"final_hwm_kb\": $(kb VmHWM), \"stored\": $stored}" >>"$rows"
+        echo "{\"build\": \"$name\", \"batch\": $batch, \"final_hwm_kb\": $(process_peak), \"stored\": $stored}" >>"$rows"
         stop_service
+      done
     done
+    BIN=
     cat "$rows" >>"$RESULTS"
     machine
-    echo "command: bench/run.sh ingest --concurrency \"$CONCURRENCY\" --batches \"$BATCHES\" --duration $DURATION --tickets $TICKETS"
+    echo "command: bench/run.sh ingest --concurrency \"$CONCURRENCY\" --batches \"$BATCHES\" --duration $DURATION --tickets $TICKETS${BASELINE:+ --baseline $BASELINE}"
     python3 - "$rows" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = [r for r in rows if "concurrency" in r]
-final = {r["batch"]: r for r in rows if "final_hwm_kb" in r}
+final = [r for r in rows if "final_hwm_kb" in r]
+builds = list(dict.fromkeys(r["build"] for r in runs))
 print()
-print("| WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
+print("| build | WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
       "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | load avg before |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
 for r in runs:
     bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
     n = max(r["acknowledged"], 1)
     cpu = [r["service_cpu_s"], r["postgres_cpu_s"], r["cpu_s"]]
     per = " / ".join(f"{c / n * 1e6:.0f}" for c in cpu)
-    print(f"| {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+    print(f"| {r['build']} | {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
           f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
           f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
           f"{sum(cpu) / r['seconds']:.2f} | {r['load_before']} |")
+def rate(build, batch, c):
+    m = [r for r in runs if r["build"] == build and r["batch"] == batch and r["concurrency"] == c]
+    return m[0]["deliveries_per_sec"] if m else None
 batches = sorted({r["batch"] for r in runs}, reverse=True)
+senders = sorted({r["concurrency"] for r in runs})
 if len(batches) >= 2:
     hi, lo = batches[0], batches[-1]
     print()
-    print(f"| senders | batched ({hi}) / one per transaction ({lo}) |")
-    print("|---:|---:|")
-    for c in sorted({r["concurrency"] for r in runs}):
-        a = [r for r in runs if r["batch"] == hi and r["concurrency"] == c]
-        b = [r for r in runs if r["batch"] == lo and r["concurrency"] == c]
-        if a and b:
-            print(f"| {c} | {a[0]['deliveries_per_sec'] / b[0]['deliveries_per_sec']:.1f}x |")
+    print(f"| build | senders | batched ({hi}) / one per transaction ({lo}) |")
+    print("|---|---:|---:|")
+    for b in builds:
+        for c in senders:
+            a, z = rate(b, hi, c), rate(b, lo, c)
+            if a and z:
+                print(f"| {b} | {c} | {a / z:.1f}x |")
+if len(builds) >= 2:
+    print()
+    print(f"| WRITE_BATCH_MAX | senders | {builds[0]} / {builds[1]} |")
+    print("|---:|---:|---:|")
+    for batch in batches:
+        for c in senders:
+            a, z = rate(builds[0], batch, c), rate(builds[1], batch, c)
+            if a and z:
+                print(f"| {batch} | {c} | {a / z:.2f}x |")
 print()
-for b, f in sorted(final.items(), reverse=True):
-    print(f"WRITE_BATCH_MAX={b}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored")
+for f in final:
+    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored")
 EOF
 }
 
@@ -312,7 +360,7 @@ run_reads() {
         line=$("$LOADGEN" reads --url "http://127.0.0.1:$PORT" --token "$TOKEN" --iterations "$ITERATIONS" \
             --deep-pages "$DEEP_PAGES" --label "$label" --seed 2 --json)
         unwatch_rss
-        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(size='$size', store='$counts', load_before='$load', rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(kb VmHWM)); print(json.dumps(r))" >>"$rows"
+        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(size='$size', store='$counts', load_before='$load', rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak)); print(json.dumps(r))" >>"$rows"
         stop_service
     done
     cat "$rows" >>"$RESULTS"
