@@ -30,6 +30,7 @@ CREATE TABLE reporting.command_class (
     ticket_name text,
     recorded_at timestamptz NOT NULL,
     executed boolean NOT NULL,
+    command text NOT NULL,
     tool text,
     sub_command text,
     outcome text NOT NULL,
@@ -37,7 +38,7 @@ CREATE TABLE reporting.command_class (
     PRIMARY KEY (seq, position)
 );
 COMMENT ON TABLE reporting.command_class IS
-    'Derived: each command''s reporting columns with the rules'' values (V3), filled behind ingest by reporting.classify. Read reporting.commands, not this table: it also covers commands not classified yet.';
+    'Derived: each command''s reporting columns (all but its result) with the rules'' values (V3), filled behind ingest by reporting.classify. Read reporting.commands, not this table: it also covers commands not classified yet.';
 
 CREATE TABLE reporting.classified (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -46,6 +47,28 @@ CREATE TABLE reporting.classified (
 COMMENT ON TABLE reporting.classified IS
     'One row: the watermark. Commands of deliveries with seq <= it are in reporting.command_class; those above are not.';
 INSERT INTO reporting.classified (seq) VALUES (0);
+
+-- The rules applied to the commands of deliveries lo < seq <= hi, as rows of command_class: the one
+-- place where they are applied, for the classifier and for the views' unclassified commands.
+-- PL/pgSQL so that it is planned with its real bounds (an index range on commands' primary key),
+-- where an inlined SQL function would be planned for a bound not known in advance (a full scan).
+-- STABLE: it reads with the snapshot of the query that calls it.
+CREATE FUNCTION reporting.classify_range(lo bigint, hi bigint) RETURNS SETOF reporting.command_class
+    LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100
+AS $fn$
+BEGIN
+    RETURN QUERY
+    SELECT c.seq, c.position, c.ticket_name, c.recorded_at, c.executed, c.command,
+           w[1], w[1] || coalesce(' ' || w[2], ''),
+           reporting.command_outcome(c.executed, c.result),
+           reporting.command_risk(c.command)
+    FROM public.commands c,
+         LATERAL (SELECT reporting.command_words(c.command) AS w) words
+    WHERE c.seq > lo AND c.seq <= hi;
+END
+$fn$;
+COMMENT ON FUNCTION reporting.classify_range(bigint, bigint) IS
+    'The commands of deliveries lo < seq <= hi with the rules applied (tool, sub_command, outcome, risk), as rows of reporting.command_class.';
 
 -- Classifies the commands of the next deliveries after the watermark, about `commands` of them
 -- (whole deliveries, never part of one), up to the ledger head; returns how many it classified,
@@ -79,14 +102,7 @@ BEGIN
     ELSE
         hi := next_seqs[greatest(commands, 1)];
     END IF;
-    INSERT INTO reporting.command_class (seq, position, ticket_name, recorded_at, executed, tool, sub_command, outcome, risk)
-    SELECT c.seq, c.position, c.ticket_name, c.recorded_at, c.executed,
-           w[1], w[1] || coalesce(' ' || w[2], ''),
-           reporting.command_outcome(c.executed, c.result),
-           reporting.command_risk(c.command)
-    FROM public.commands c,
-         LATERAL (SELECT reporting.command_words(c.command) AS w) words
-    WHERE c.seq > mark AND c.seq <= hi;
+    INSERT INTO reporting.command_class SELECT * FROM reporting.classify_range(mark, hi);
     GET DIAGNOSTICS done = ROW_COUNT;
     UPDATE reporting.classified SET seq = hi;
     RETURN done;
@@ -98,6 +114,7 @@ COMMENT ON FUNCTION reporting.classify(integer) IS
 -- ------------------------------------------------------------------------------------------------
 -- Views (same columns as V3's)
 -- ------------------------------------------------------------------------------------------------
+-- Classified commands from the table, the others (above the watermark) computed, in one snapshot.
 CREATE VIEW reporting.commands AS
 SELECT k.seq AS delivery_id,
        k.position,
@@ -107,36 +124,19 @@ SELECT k.seq AS delivery_id,
        t.agent_id,
        k.recorded_at AS at,
        k.executed,
-       c.command,
+       k.command,
        c.result,
        k.tool,
        k.sub_command,
        k.outcome,
        reporting.is_failure(k.outcome) AS failed,
        k.risk
-FROM reporting.command_class k
--- Unique on both sides: PostgreSQL drops this join from a query that reads neither column.
+FROM (SELECT * FROM reporting.command_class
+      UNION ALL
+      SELECT * FROM reporting.classify_range((SELECT seq FROM reporting.classified), 9223372036854775807)) k
+-- Unique on the right: PostgreSQL drops these joins from a query that reads none of their columns.
 LEFT JOIN public.commands c ON c.seq = k.seq AND c.position = k.position
-LEFT JOIN public.tickets t ON t.name = k.ticket_name
-UNION ALL
-SELECT c.seq,
-       c.position,
-       c.ticket_name,
-       t.tenant_id,
-       t.agent_name,
-       t.agent_id,
-       c.recorded_at,
-       c.executed,
-       c.command,
-       c.result,
-       reporting.command_tool(c.command),
-       reporting.command_sub_command(c.command),
-       reporting.command_outcome(c.executed, c.result),
-       reporting.is_failure(reporting.command_outcome(c.executed, c.result)),
-       reporting.command_risk(c.command)
-FROM public.commands c
-LEFT JOIN public.tickets t ON t.name = c.ticket_name
-WHERE c.seq > (SELECT seq FROM reporting.classified);
+LEFT JOIN public.tickets t ON t.name = k.ticket_name;
 COMMENT ON VIEW reporting.commands IS
     'One row per command, proposed or executed, with its ticket''s tenant and agent and its classification (rules 1 to 3 in V3__reporting.sql; stored by reporting.classify, computed here for commands not classified yet).';
 COMMENT ON COLUMN reporting.commands.delivery_id IS 'The delivery (seq) that carried the command; with position, the command''s key.';
