@@ -4,8 +4,9 @@
 //! The rules are SQL (migration V3) and `reporting.classify(n)` (V5) applies them to the next
 //! commands after a watermark, in steps. Reports read `reporting.commands`, which computes the
 //! rules for whatever is above the watermark, so they are exact at any moment; the classifier
-//! only keeps them fast. It runs freely while the writer has time to spare, and takes a small,
-//! bounded share while the writer is saturated (a burst), catching up once the burst is over.
+//! only keeps them fast. It runs freely while the writer has time to spare. While the writer is
+//! saturated (a burst) it waits, unless the backlog has grown past DEFER_UP_TO deliveries, when
+//! it takes a small, bounded share; it catches up once the burst is over.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,8 +20,15 @@ use tokio::task::JoinHandle;
 /// batches beside it, and to stop at once on shutdown.
 pub const STEP: i32 = 250;
 
-/// While the writer is saturated, the classifier waits this many times as long as its last step
-/// took before the next: a share of about 10% of one core.
+/// While the writer is saturated and the backlog is under this many deliveries, the classifier
+/// waits: a burst of ingest keeps the machine (10 s at 5,000/s stays under it).
+const DEFER_UP_TO: i64 = 50_000;
+
+/// How often a waiting classifier looks at the writer and the backlog again.
+const DEFER_CHECK: Duration = Duration::from_millis(250);
+
+/// While the writer is saturated and the backlog is over DEFER_UP_TO, the classifier waits this
+/// many times as long as its last step took before the next: a share of about 10% of one core.
 const YIELD_FACTOR: u32 = 9;
 
 /// The writer counts as saturated when it spent at least this share of the last interval committing.
@@ -74,58 +82,98 @@ impl WriterActivity {
 }
 
 /// Starts the background classifier; it stops when `stop` turns true (after its current step).
-pub fn spawn(pool: PgPool, activity: Arc<WriterActivity>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+pub fn spawn(pool: PgPool, activity: Arc<WriterActivity>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(Classifier { pool, activity, stop, window: None, behind: i64::MAX }.run())
+}
+
+struct Classifier {
+    pool: PgPool,
+    activity: Arc<WriterActivity>,
+    stop: watch::Receiver<bool>,
+    /// Start of the current observation of the writer, and its busy time then.
+    window: Option<(Instant, Duration)>,
+    /// Deliveries not classified yet, as last seen (unknown at first: classify).
+    behind: i64,
+}
+
+enum Next {
+    Step,
+    Wait(Duration),
+    UntilCommit,
+}
+
+impl Classifier {
+    async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
-        let mut since = (Instant::now(), activity.busy());
-        while !*stop.borrow() {
-            let started = Instant::now();
-            let result = match pool.acquire().await {
-                Ok(mut conn) => {
-                    let result = step(&mut conn, STEP).await;
-                    if let Ok(behind) = lag(&mut conn).await {
-                        metrics::gauge!("ticket_audit_classify_lag_deliveries").set(behind as f64);
+        while !*self.stop.borrow() {
+            let saturated = self.writer_saturated();
+            let next = if saturated && self.behind < DEFER_UP_TO {
+                // A burst: leave the machine to the writer while the backlog is small.
+                self.refresh_lag().await;
+                Next::Wait(DEFER_CHECK)
+            } else {
+                let started = Instant::now();
+                match self.step().await {
+                    Ok(0) => Next::UntilCommit,
+                    Ok(n) => {
+                        metrics::counter!("ticket_audit_commands_classified_total").increment(n as u64);
+                        backoff = Duration::from_millis(100);
+                        if saturated {
+                            Next::Wait(started.elapsed() * YIELD_FACTOR)
+                        } else {
+                            Next::Step
+                        }
                     }
-                    result
+                    Err(e) => {
+                        tracing::warn!(error = %e, "classifying commands for reports; trying again");
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        Next::Wait(backoff)
+                    }
                 }
-                Err(e) => Err(e),
             };
-            let pause = match result {
-                Ok(0) => {
-                    backoff = Duration::from_millis(100);
+            match next {
+                Next::Step => {}
+                Next::Wait(pause) => {
                     tokio::select! {
-                        () = activity.committed.notified() => {}
+                        () = tokio::time::sleep(pause) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                }
+                Next::UntilCommit => {
+                    tokio::select! {
+                        () = self.activity.committed.notified() => {}
                         () = tokio::time::sleep(IDLE_TICK) => {}
-                        _ = stop.changed() => {}
+                        _ = self.stop.changed() => {}
                     }
-                    since = (Instant::now(), activity.busy());
-                    continue;
-                }
-                Ok(n) => {
-                    backoff = Duration::from_millis(100);
-                    metrics::counter!("ticket_audit_commands_classified_total").increment(n as u64);
-                    let (at, busy) = since;
-                    let wall = at.elapsed();
-                    let writer = activity.busy().saturating_sub(busy);
-                    since = (Instant::now(), activity.busy());
-                    if wall > Duration::ZERO && writer.as_secs_f64() / wall.as_secs_f64() >= SATURATED {
-                        started.elapsed() * YIELD_FACTOR
-                    } else {
-                        Duration::ZERO
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "classifying commands for reports; trying again");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff
-                }
-            };
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
+                    // What the writer did while we were idle says nothing about a burst.
+                    self.window = None;
                 }
             }
         }
-    })
+    }
+
+    /// Whether the writer spent at least half the time since the last call committing.
+    fn writer_saturated(&mut self) -> bool {
+        let now = (Instant::now(), self.activity.busy());
+        let Some((at, busy)) = self.window.replace(now) else { return false };
+        let wall = now.0.duration_since(at).as_secs_f64();
+        wall > 0.0 && now.1.saturating_sub(busy).as_secs_f64() / wall >= SATURATED
+    }
+
+    async fn step(&mut self) -> Result<i32, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let n = step(&mut conn, STEP).await?;
+        self.behind = lag(&mut conn).await?;
+        metrics::gauge!("ticket_audit_classify_lag_deliveries").set(self.behind as f64);
+        Ok(n)
+    }
+
+    async fn refresh_lag(&mut self) {
+        if let Ok(mut conn) = self.pool.acquire().await {
+            if let Ok(behind) = lag(&mut conn).await {
+                self.behind = behind;
+                metrics::gauge!("ticket_audit_classify_lag_deliveries").set(behind as f64);
+            }
+        }
+    }
 }
