@@ -15,15 +15,6 @@
 --     commands above it, in the same snapshot: a report is exact however far behind the
 --     classifier is; only its speed depends on it.
 
-DROP VIEW reporting.proposals;
-DROP VIEW reporting.tickets;
-DROP VIEW reporting.commands;
-ALTER TABLE public.commands
-    DROP COLUMN tool,
-    DROP COLUMN sub_command,
-    DROP COLUMN outcome,
-    DROP COLUMN risk;
-
 CREATE TABLE reporting.command_class (
     seq bigint NOT NULL,
     position integer NOT NULL,
@@ -112,10 +103,11 @@ COMMENT ON FUNCTION reporting.classify(integer) IS
     'Classifies about N more commands (whole deliveries) into reporting.command_class and moves the watermark; returns how many, 0 when caught up. Run it in a loop to catch up: SELECT reporting.classify(5000).';
 
 -- ------------------------------------------------------------------------------------------------
--- Views (same columns as V3's)
+-- The views keep their columns (and V3's comments on them); only where the rules' values come
+-- from changes. reporting.proposals reads reporting.commands and needs no change.
 -- ------------------------------------------------------------------------------------------------
 -- Classified commands from the table, the others (above the watermark) computed, in one snapshot.
-CREATE VIEW reporting.commands AS
+CREATE OR REPLACE VIEW reporting.commands AS
 SELECT k.seq AS delivery_id,
        k.position,
        k.ticket_name AS ticket,
@@ -139,23 +131,9 @@ LEFT JOIN public.commands c ON c.seq = k.seq AND c.position = k.position
 LEFT JOIN public.tickets t ON t.name = k.ticket_name;
 COMMENT ON VIEW reporting.commands IS
     'One row per command, proposed or executed, with its ticket''s tenant and agent and its classification (rules 1 to 3 in V3__reporting.sql; stored by reporting.classify, computed here for commands not classified yet).';
-COMMENT ON COLUMN reporting.commands.delivery_id IS 'The delivery (seq) that carried the command; with position, the command''s key.';
-COMMENT ON COLUMN reporting.commands.position IS 'Position within the delivery (messages first, then proposed, then executed commands).';
-COMMENT ON COLUMN reporting.commands.ticket IS 'Ticket name; null when the delivery named no ticket.';
-COMMENT ON COLUMN reporting.commands.tenant_id IS 'Tenant of the command''s ticket (as the ticket is now); null when unknown.';
-COMMENT ON COLUMN reporting.commands.agent_name IS 'Assignee of the command''s ticket (as the ticket is now); null when unassigned or unknown.';
-COMMENT ON COLUMN reporting.commands.agent_id IS 'Assignee id of the command''s ticket.';
-COMMENT ON COLUMN reporting.commands.at IS 'When the delivery carrying the command was received (the record''s clock).';
-COMMENT ON COLUMN reporting.commands.executed IS 'True when the command ran (executedCmds); false when only proposed (Cmds).';
-COMMENT ON COLUMN reporting.commands.command IS 'The command line as sent (U+0000 stored as ␀0).';
-COMMENT ON COLUMN reporting.commands.result IS 'Its output; null when only proposed or when the sender sent none.';
-COMMENT ON COLUMN reporting.commands.tool IS 'Rule 1: first word after wrappers (sudo, env, FOO=1), without directory: aws, kubectl, terraform.';
-COMMENT ON COLUMN reporting.commands.sub_command IS 'Rule 1: tool and first non-option word that looks like a sub-command: aws s3, kubectl get; else the tool.';
-COMMENT ON COLUMN reporting.commands.outcome IS 'Rule 2: not_executed, unknown, timeout, denied, not_found, error or ok.';
-COMMENT ON COLUMN reporting.commands.failed IS 'Outcome is error, denied, not_found or timeout.';
-COMMENT ON COLUMN reporting.commands.risk IS 'Rule 3: destroy, delete, terminate, permissions or secrets; null when not risky.';
 
-CREATE VIEW reporting.tickets AS
+-- Its commands counts now come from reporting.commands, not from the columns dropped below.
+CREATE OR REPLACE VIEW reporting.tickets AS
 SELECT t.name AS ticket,
        t.title,
        t.status,
@@ -190,42 +168,13 @@ LEFT JOIN (
     WHERE ticket IS NOT NULL
     GROUP BY ticket
 ) c ON c.ticket_name = t.name;
-COMMENT ON VIEW reporting.tickets IS
-    'One row per ticket: its fields as now, its message and command counts, and its first and last activity.';
-COMMENT ON COLUMN reporting.tickets.ticket IS 'Ticket name (unique).';
-COMMENT ON COLUMN reporting.tickets.status IS 'Status as last stated by a successful AddTicket or ticket read; null when never stated.';
-COMMENT ON COLUMN reporting.tickets.tenant_id IS 'Tenant; null when no delivery stated it (e.g. a message arrived before its ticket).';
-COMMENT ON COLUMN reporting.tickets.agent_name IS 'Assignee''s agent name; null when unassigned or unknown.';
-COMMENT ON COLUMN reporting.tickets.created_at IS 'CreateTime as the sender stated it; null when absent or not RFC 3339.';
-COMMENT ON COLUMN reporting.tickets.first_activity_at IS 'When the record first saw the ticket (the first delivery naming it).';
-COMMENT ON COLUMN reporting.tickets.last_activity_at IS 'When the last delivery that wrote to the ticket was received.';
-COMMENT ON COLUMN reporting.tickets.messages IS 'Messages recorded (user and agent).';
-COMMENT ON COLUMN reporting.tickets.user_messages IS 'Messages the user wrote.';
-COMMENT ON COLUMN reporting.tickets.agent_messages IS 'Answers the agent gave.';
-COMMENT ON COLUMN reporting.tickets.commands_proposed IS 'Commands proposed (Cmds), whether later run or not.';
-COMMENT ON COLUMN reporting.tickets.commands_executed IS 'Commands executed (executedCmds).';
-COMMENT ON COLUMN reporting.tickets.commands_failed IS 'Executed commands whose outcome is error, denied, not_found or timeout (rule 2).';
-COMMENT ON COLUMN reporting.tickets.answered IS 'The agent has answered at least once (agent_messages > 0).';
 
-CREATE VIEW reporting.proposals AS
-SELECT p.delivery_id, p.position, p.ticket, p.tenant_id, p.agent_name, p.agent_id, p.at, p.command, p.tool,
-       p.sub_command, p.risk,
-       CASE WHEN p.ticket IS NULL
-            THEN EXISTS (SELECT FROM public.commands e
-                         WHERE e.seq = p.delivery_id AND e.executed
-                           AND reporting.command_key(e.command) = reporting.command_key(p.command))
-            -- The same delivery has the same ticket, so seq >= covers it; one index probe.
-            ELSE EXISTS (SELECT FROM public.commands e
-                         WHERE e.executed AND e.ticket_name = p.ticket
-                           AND reporting.command_key(e.command) = reporting.command_key(p.command)
-                           AND e.seq >= p.delivery_id)
-       END AS was_executed
-FROM reporting.commands p
-WHERE NOT p.executed;
-COMMENT ON VIEW reporting.proposals IS
-    'One row per proposed command (executed = false), with whether it was executed afterwards (rule 4 in V3__reporting.sql).';
-COMMENT ON COLUMN reporting.proposals.was_executed IS
-    'Rule 4: an executed command with the same trimmed line followed on the same ticket (same delivery or later); for a proposal without a ticket, in its own delivery.';
+-- Nothing reads the generated columns any more: drop them (a catalog change; no rewrite).
+ALTER TABLE public.commands
+    DROP COLUMN tool,
+    DROP COLUMN sub_command,
+    DROP COLUMN outcome,
+    DROP COLUMN risk;
 
 -- The service classifies as the writer role; analysts read (default privileges of V3 cover the
 -- new tables and views for ticket_audit_reporting).
