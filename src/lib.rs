@@ -137,9 +137,11 @@ pub async fn serve(
     let app = http::router(state, Duration::from_secs(settings.request_timeout_secs), settings.max_concurrent_requests);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
-    writer_task.await?;
+    // The classifier finishes its step and ends too, whatever becomes of the writer.
     let _ = stop_classifier.send(true);
+    let drained = writer_task.await;
     classifier.await?;
+    drained?;
     pool.close().await;
     write_pool.close().await;
     Ok(())
