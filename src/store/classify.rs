@@ -163,17 +163,20 @@ impl Classifier {
     async fn step(&mut self) -> Result<i32, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let n = step(&mut conn, STEP).await?;
-        self.behind = lag(&mut conn).await?;
-        metrics::gauge!("ticket_audit_classify_lag_deliveries").set(self.behind as f64);
+        self.see_lag(&mut conn).await?;
         Ok(n)
     }
 
     async fn refresh_lag(&mut self) {
         if let Ok(mut conn) = self.pool.acquire().await {
-            if let Ok(behind) = lag(&mut conn).await {
-                self.behind = behind;
-                metrics::gauge!("ticket_audit_classify_lag_deliveries").set(behind as f64);
-            }
+            let _ = self.see_lag(&mut conn).await;
         }
+    }
+
+    /// Reads the backlog, for the deferral and for `/metrics`.
+    async fn see_lag(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        self.behind = lag(conn).await?;
+        metrics::gauge!("ticket_audit_classify_lag_deliveries").set(self.behind as f64);
+        Ok(())
     }
 }
