@@ -177,6 +177,10 @@ pub struct HttpSettings {
     /// Most requests served at once; beyond, 503 with Retry-After at once rather than a queue.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
+    /// Most messages and commands one delivery may add; a delivery with more is refused (413), so
+    /// no single delivery holds up everyone else's for long.
+    #[arg(long, env = "MAX_DELIVERY_ROWS", default_value_t = crate::ingest::DEFAULT_MAX_DELIVERY_ROWS)]
+    pub max_delivery_rows: usize,
 }
 
 impl Default for HttpSettings {
@@ -191,6 +195,7 @@ impl Default for HttpSettings {
             write_batch_max: DEFAULT_BATCH_MAX,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_delivery_rows: crate::ingest::DEFAULT_MAX_DELIVERY_ROWS,
         }
     }
 }

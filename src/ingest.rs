@@ -4,8 +4,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::domain::ledger::sha256;
-use crate::domain::ticket::truncate_to_micros;
-use crate::domain::{normalize, DeliveryKey, Envelope};
+use crate::domain::{normalize, timestamp, DeliveryKey, Envelope, InvalidKey, ParseError};
 use crate::store::NewDelivery;
 
 /// Headers kept with each delivery: who sent it and under which identity.
@@ -21,41 +20,61 @@ pub const IDENTITY_HEADERS: [&str; 9] = [
     "user-agent",
 ];
 
-/// Longest header value kept.
-const MAX_HEADER_CHARS: usize = 1024;
+/// Most rows (messages and commands) one delivery may add to the projection, by default. Each
+/// costs the writer about 11 µs, and every other sender's delivery waits behind the batch that
+/// holds it: 10,000 is about 0.1 s. A delivery over the cap is refused (413) with the count, so
+/// the sender can split it; nothing of it is stored.
+pub const DEFAULT_MAX_DELIVERY_ROWS: usize = 10_000;
+
+/// Why a delivery is refused, in words fit for the sender.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Body(#[from] ParseError),
+    #[error(transparent)]
+    Key(#[from] InvalidKey),
+    #[error("the delivery adds {rows} messages and commands; at most {max} are taken from one delivery: split it")]
+    TooManyRows { rows: usize, max: usize },
+    #[error("received_at {0} is outside the years 0001 to 9999 (UTC) that the record holds")]
+    TimeOutOfRange(String),
+}
 
 /// Checks, keys and normalizes a body. `headers` holds the identity headers (lower-case names).
-/// The error says why the body is refused, in words fit for the sender.
-pub fn prepare(body: Vec<u8>, headers: Map<String, Value>, received_at: OffsetDateTime) -> Result<NewDelivery, String> {
-    let envelope = Envelope::parse(&body).map_err(|e| e.to_string())?;
+pub fn prepare(
+    body: Vec<u8>,
+    headers: Map<String, Value>,
+    received_at: OffsetDateTime,
+    max_rows: usize,
+) -> Result<NewDelivery, Refused> {
+    let received_at =
+        timestamp::storable(received_at).ok_or_else(|| Refused::TimeOutOfRange(timestamp::format(received_at)))?;
+    let envelope = Envelope::parse(&body)?;
     let body_sha256 = sha256(&body);
     let get = |name: &str| headers.get(name).and_then(Value::as_str).map(str::as_bytes);
-    let key = DeliveryKey::choose(get("webhook-id"), get("svix-id"), get("idempotency-key"), &body_sha256)
-        .map_err(|e| e.to_string())?;
+    let key = DeliveryKey::choose(get("webhook-id"), get("svix-id"), get("idempotency-key"), &body_sha256)?;
     let normalized = normalize(&envelope);
+    let rows = normalized.messages.len() + normalized.commands.len();
+    if rows > max_rows {
+        return Err(Refused::TooManyRows { rows, max: max_rows });
+    }
     Ok(NewDelivery {
         key,
-        received_at: truncate_to_micros(received_at),
+        received_at,
         body,
         body_sha256,
         headers: Value::Object(headers),
         normalized,
+        unprojected: false,
     })
 }
 
-/// The identity headers among `(name, value)` pairs, values cut to a sane length.
+/// The identity headers among `(name, value)` pairs, kept whole (the HTTP server bounds their
+/// size); names in lower case. A header given twice keeps its last value: the HTTP surface
+/// refuses two differing values of an identity header before it gets here.
 pub fn identity_headers<'a>(pairs: impl Iterator<Item = (&'a str, &'a [u8])>) -> Map<String, Value> {
     pairs
         .filter(|(name, _)| IDENTITY_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)))
-        .map(|(name, value)| {
-            let mut s = String::from_utf8_lossy(value).into_owned();
-            let mut end = s.len().min(MAX_HEADER_CHARS);
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-            (name.to_ascii_lowercase(), Value::String(s))
-        })
+        .map(|(name, value)| (name.to_ascii_lowercase(), Value::String(String::from_utf8_lossy(value).into_owned())))
         .collect()
 }
 
@@ -67,8 +86,9 @@ struct ImportLine<'a> {
     body_base64: Option<String>,
     #[serde(default)]
     headers: Map<String, Value>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    received_at: Option<OffsetDateTime>,
+    /// RFC 3339; checked by [`timestamp::parse`], so a time the record cannot hold is refused.
+    #[serde(default)]
+    received_at: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -79,8 +99,21 @@ pub struct ImportSummary {
     pub refused: u64,
 }
 
+/// Why an import line is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("body_base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("a line has either body or body_base64, not both")]
+    BothBodies,
+    #[error("received_at: {0}")]
+    ReceivedAt(String),
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
 /// Reads one import line into a delivery ready to store.
-pub fn import_line(line: &[u8], now: OffsetDateTime) -> Result<NewDelivery, String> {
+pub fn import_line(line: &[u8], now: OffsetDateTime) -> Result<NewDelivery, LineError> {
     use base64::Engine;
     let parsed: Option<ImportLine<'_>> = serde_json::from_slice(line).ok();
     let (body, headers, at) = match parsed {
@@ -88,35 +121,54 @@ pub fn import_line(line: &[u8], now: OffsetDateTime) -> Result<NewDelivery, Stri
             (raw.get().as_bytes().to_vec(), headers, received_at)
         }
         Some(ImportLine { body: None, body_base64: Some(b64), headers, received_at }) => {
-            let bytes =
-                base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("body_base64: {e}"))?;
-            (bytes, headers, received_at)
+            (base64::engine::general_purpose::STANDARD.decode(b64)?, headers, received_at)
         }
-        Some(ImportLine { body: Some(_), body_base64: Some(_), .. }) => {
-            return Err("a line has either body or body_base64, not both".into())
-        }
+        Some(ImportLine { body: Some(_), body_base64: Some(_), .. }) => return Err(LineError::BothBodies),
         _ => (line.to_vec(), Map::new(), None),
     };
+    let at = match at {
+        Some(s) => timestamp::parse(&s).ok_or_else(|| {
+            LineError::ReceivedAt(format!("`{s}` is not an RFC 3339 time in the years 0001 to 9999 (UTC)"))
+        })?,
+        None => now,
+    };
     let headers = identity_headers(headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?.as_bytes()))));
-    prepare(body, headers, at.unwrap_or(now))
+    // An import is an operator's own load: no cap on rows per delivery.
+    Ok(prepare(body, headers, at, usize::MAX)?)
+}
+
+/// Why an import stopped: the file could not be read, or the database could not take a line.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("reading line {line}: {source}")]
+    Read { line: u64, source: std::io::Error },
+    #[error("storing line {line}: {source}")]
+    Write { line: u64, source: crate::store::WriteError },
 }
 
 /// Imports NDJSON deliveries through the writer, in file order, as if received. Lines that are
-/// refused are reported on standard error with their number and do not stop the import.
+/// refused are reported on standard error with their number and do not stop the import; the
+/// database failing does, naming the line.
 pub async fn import(
     reader: impl tokio::io::AsyncBufRead + Unpin,
     writer: &crate::store::Writer,
-) -> Result<ImportSummary, crate::BoxError> {
+) -> Result<ImportSummary, ImportError> {
     use std::collections::VecDeque;
     use tokio::io::AsyncBufReadExt;
 
     let mut summary = ImportSummary::default();
     let mut pending = VecDeque::new();
     let mut lines = reader.split(b'\n');
-    let tally = |outcome: Result<crate::store::Outcome, crate::store::WriteError>, s: &mut ImportSummary| {
-        outcome.map(|o| if o.duplicate { s.duplicates += 1 } else { s.stored += 1 })
+    let tally = |(line, outcome): (u64, Result<crate::store::Outcome, crate::store::WriteError>),
+                 s: &mut ImportSummary| {
+        outcome
+            .map(|o| if o.duplicate { s.duplicates += 1 } else { s.stored += 1 })
+            .map_err(|source| ImportError::Write { line, source })
     };
-    while let Some(line) = lines.next_segment().await? {
+    loop {
+        let line =
+            lines.next_segment().await.map_err(|source| ImportError::Read { line: summary.lines + 1, source })?;
+        let Some(line) = line else { break };
         summary.lines += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -130,19 +182,20 @@ pub async fn import(
                 continue;
             }
         };
+        let number = summary.lines;
         loop {
             match writer.enqueue(delivery) {
                 Ok(done) => {
-                    pending.push_back(done);
+                    pending.push_back(async move { (number, done.await) });
                     break;
                 }
                 Err(refused) => match *refused {
-                    (crate::store::WriteError::QueueFull, back) => {
+                    (crate::store::WriteError::QueueFull, back) if !pending.is_empty() => {
                         delivery = back;
-                        let oldest = pending.pop_front().ok_or("the write queue is full with nothing pending")?;
+                        let oldest = pending.pop_front().expect("pending is not empty");
                         tally(oldest.await, &mut summary)?;
                     }
-                    (e, _) => return Err(e.into()),
+                    (source, _) => return Err(ImportError::Write { line: number, source }),
                 },
             }
         }

@@ -13,6 +13,8 @@ pub mod telemetry;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::TcpListener;
@@ -126,6 +128,7 @@ pub async fn serve(
         webhook_auth,
         api_auth,
         max_body_bytes: settings.max_body_bytes,
+        max_delivery_rows: settings.max_delivery_rows,
     });
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -135,12 +138,36 @@ pub async fn serve(
     );
     http::metrics::handle();
     let app = http::router(state, Duration::from_secs(settings.request_timeout_secs), settings.max_concurrent_requests);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    // The writer ending while we serve means its supervisor gave up: stop serving (every delivery
+    // would get 503) and exit non-zero, so whatever runs the service restarts it.
+    let writer_task = writer_task.shared();
+    let writer_died = {
+        let w = writer_task.clone();
+        async move {
+            let _ = w.await;
+        }
+    };
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => false,
+            () = writer_died => true,
+        }
+    }
+    .shared();
+    let stopped = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await?;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
     // The classifier finishes its step and ends too, whatever becomes of the writer.
     let _ = stop_classifier.send(true);
     let drained = writer_task.await;
     classifier.await?;
+    if stop.await {
+        return Err("the writer stopped and could not be restarted: no delivery can be stored".into());
+    }
     drained?;
     pool.close().await;
     write_pool.close().await;
@@ -207,11 +234,14 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                 migrate(&db.options).await?;
                 let pool = store::pool(db.options.clone(), 2, Duration::from_secs(30), None);
                 let (writer, task) = Writer::spawn(pool.clone(), 8192, 256)?;
-                let summary = if args.file.as_os_str() == "-" {
-                    ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await
+                let summary: Result<_, BoxError> = if args.file.as_os_str() == "-" {
+                    ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await.map_err(Into::into)
                 } else {
-                    let file = tokio::fs::File::open(&args.file).await?;
-                    ingest::import(tokio::io::BufReader::with_capacity(1 << 20, file), &writer).await
+                    let file =
+                        tokio::fs::File::open(&args.file).await.map_err(|e| format!("{}: {e}", args.file.display()))?;
+                    ingest::import(tokio::io::BufReader::with_capacity(1 << 20, file), &writer)
+                        .await
+                        .map_err(|e| format!("{}: {e}", args.file.display()).into())
                 };
                 drop(writer);
                 task.await?;

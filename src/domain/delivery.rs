@@ -50,6 +50,8 @@ pub enum ParseError {
 #[derive(Debug, Clone)]
 pub struct Envelope {
     root: Value,
+    /// What had to be read leniently (see [`super::json`]); recorded with the delivery.
+    leniency: Vec<super::json::Leniency>,
 }
 
 impl Envelope {
@@ -58,20 +60,15 @@ impl Envelope {
         if nesting_depth(body) > MAX_DEPTH {
             return Err(ParseError::TooDeep);
         }
-        let mut de = serde_json::Deserializer::from_slice(body);
-        // Depth is bounded by the scan above, so serde_json's own limit (127) must not refuse 128.
-        de.disable_recursion_limit();
-        let root: Value = serde::Deserialize::deserialize(&mut de)
-            .and_then(|v| de.end().map(|()| v))
-            .map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let (root, leniency) = super::json::parse(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
         if !root.is_object() {
             return Err(ParseError::NotObject);
         }
-        Ok(Self { root })
+        Ok(Self { root, leniency })
     }
 
-    pub fn root(&self) -> &Value {
-        &self.root
+    pub fn leniency(&self) -> &[super::json::Leniency] {
+        &self.leniency
     }
 
     pub fn action(&self) -> Action {

@@ -20,6 +20,18 @@ impl KeySource {
             KeySource::BodySha256 => "body-sha256",
         }
     }
+
+    /// The namespace a key is unique in: its source, with `svix-id` an alias of `webhook-id`
+    /// (both are the Standard Webhooks message id). A client's `Idempotency-Key` of
+    /// `sha256:<hex>` therefore never matches another delivery's body-hash key. The database's
+    /// `key_scope()` (migration V6) is the same rule.
+    pub fn scope(self) -> &'static str {
+        match self {
+            KeySource::WebhookId | KeySource::SvixId => "webhook-id",
+            KeySource::IdempotencyKey => "idempotency-key",
+            KeySource::BodySha256 => "body-sha256",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +84,11 @@ impl DeliveryKey {
     pub fn source(&self) -> KeySource {
         self.source
     }
+
+    /// What makes two deliveries the same: the key within its scope.
+    pub fn identity(&self) -> (&'static str, &str) {
+        (self.source.scope(), &self.value)
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +111,18 @@ mod tests {
             DeliveryKey::choose(Some(b"ok"), None, Some(b"not ok"), &sha).is_err(),
             "every key header present is checked"
         );
+    }
+
+    #[test]
+    fn a_key_chosen_by_the_client_is_not_a_body_hash() {
+        let sha = [7u8; 32];
+        let forged = format!("sha256:{}", hex::encode(sha));
+        let client = DeliveryKey::choose(None, None, Some(forged.as_bytes()), &sha).unwrap();
+        let derived = DeliveryKey::choose(None, None, None, &sha).unwrap();
+        assert_eq!(client.as_str(), derived.as_str());
+        assert_ne!(client.identity(), derived.identity());
+        let svix = DeliveryKey::choose(None, Some(b"msg_1"), None, &sha).unwrap();
+        let webhook = DeliveryKey::choose(Some(b"msg_1"), None, None, &sha).unwrap();
+        assert_eq!(svix.identity(), webhook.identity(), "svix-id is webhook-id's alias");
     }
 }

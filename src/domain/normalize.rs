@@ -85,7 +85,35 @@ impl Normalized {
     pub fn error(&self) -> Option<String> {
         (!self.problems.is_empty()).then(|| self.problems.join("; "))
     }
+
+    /// The same delivery projected as a bare event: what is stored when the database refuses
+    /// its projection. It keeps its action and status; `why`, when given, joins its problems.
+    pub fn unprojected(&self, why: Option<String>) -> Normalized {
+        let mut problems = self.problems.clone();
+        problems.extend(why);
+        Normalized {
+            ticket: None,
+            carried_tenant: None,
+            kind: EventKind::Action,
+            ticket_updates: Vec::new(),
+            messages: Vec::new(),
+            commands: Vec::new(),
+            problems,
+            ..self.clone()
+        }
+    }
 }
+
+/// What a stored delivery normalizes to, as it was projected when stored: the one rule for live
+/// ingest, `reproject` and `verify`. `None` when the body is no longer a JSON object.
+pub fn derive(body: &[u8], unprojected: bool) -> Option<Normalized> {
+    let n = normalize(&Envelope::parse(body).ok()?);
+    Some(if unprojected { n.unprojected(None) } else { n })
+}
+
+/// The spellings of the command lists in `Data.ResponseBody.data`, in the order they are recorded.
+pub const PROPOSED_KEYS: &[&str] = &["Cmds", "cmds"];
+pub const EXECUTED_KEYS: &[&str] = &["executedCmds", "executed_cmds", "ExecutedCmds"];
 
 const TICKET_NAME_KEYS: &[&str] = &["ticketName", "TicketName", "ticket_name"];
 const ADD_TICKET: &str = "POST:Ticket/AddTicket";
@@ -109,6 +137,7 @@ pub fn normalize(env: &Envelope) -> Normalized {
         commands: Vec::new(),
         problems: Vec::new(),
     };
+    n.problems.extend(env.leniency().iter().map(|l| l.describe().to_owned()));
     match &action {
         Action::Missing => n.problems.push("no Action".into()),
         Action::Invalid(why) => n.problems.push((*why).into()),
@@ -170,15 +199,17 @@ fn send_message(env: &Envelope, n: &mut Normalized) {
         }
     }
     let data = field(resp, &[&["data", "Data"]]);
+    // A sender may spell a list both ways in one delivery: every spelling present is recorded,
+    // proposed before executed, each in the order of PROPOSED_KEYS and EXECUTED_KEYS.
     if n.success {
-        if let Some(cmds) = field(data, &[&["Cmds", "cmds"]]) {
-            for command in list(cmds, "Cmds", &mut n.problems).iter().filter_map(proposed) {
+        for (key, cmds) in every_spelling(data, PROPOSED_KEYS) {
+            for command in list(cmds, key, &mut n.problems).iter().filter_map(proposed) {
                 n.commands.push(CommandRow { position: next(), command, result: None, executed: false });
             }
         }
     }
-    if let Some(executed) = field(data, &[&["executedCmds", "executed_cmds", "ExecutedCmds"]]) {
-        for entry in list(executed, "executedCmds", &mut n.problems) {
+    for (key, executed) in every_spelling(data, EXECUTED_KEYS) {
+        for entry in list(executed, key, &mut n.problems) {
             match executed_command(entry) {
                 Some((command, result)) => {
                     n.commands.push(CommandRow { position: next(), command, result, executed: true })
@@ -305,6 +336,15 @@ fn carried_tenant(env: &Envelope) -> Option<String> {
         .or_else(|| identifier(field(resp, &[T])))
 }
 
+/// Every one of `spellings` that the object `v` holds, in the order of `spellings`.
+fn every_spelling<'a>(
+    v: Option<&'a Value>,
+    spellings: &'static [&'static str],
+) -> impl Iterator<Item = (&'static str, &'a Value)> {
+    let obj = v.and_then(Value::as_object);
+    spellings.iter().filter_map(move |k| Some((*k, obj?.get(*k)?)))
+}
+
 fn list<'a>(v: &'a Value, what: &str, problems: &mut Vec<String>) -> &'a [Value] {
     match v {
         Value::Array(a) => a,
@@ -378,6 +418,18 @@ mod tests {
         let positions: Vec<i32> =
             b.messages.iter().map(|m| m.position).chain(b.commands.iter().map(|c| c.position)).collect();
         assert_eq!(positions, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn both_spellings_in_one_delivery_are_all_recorded() {
+        let n = norm(
+            r#"{"Action":"POST:Ticket/SendTicketMessage","Data":{"RequestBody":{"ticketName":"T"},"ResponseBody":{"data":{
+            "cmds":["p2"],"Cmds":["p1"],"executed_cmds":[{"command":"e2"}],"ExecutedCmds":["e3"],"executedCmds":[{"command":"e1","result":"r"}]}}}}"#,
+        );
+        let got: Vec<(&str, bool, i32)> =
+            n.commands.iter().map(|c| (c.command.as_str(), c.executed, c.position)).collect();
+        assert_eq!(got, vec![("p1", false, 1), ("p2", false, 2), ("e1", true, 3), ("e2", true, 4), ("e3", true, 5)]);
+        assert_eq!(n.ticket_updates[0].commands, 5);
     }
 
     #[test]

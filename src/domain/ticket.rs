@@ -11,10 +11,11 @@ pub enum CreateTime {
 
 impl CreateTime {
     pub fn read(s: &str) -> Self {
-        match OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339) {
-            // PostgreSQL keeps microseconds; truncate here so a rebuild compares equal.
-            Ok(t) => CreateTime::Parsed(truncate_to_micros(t)),
-            Err(_) => CreateTime::Unparsed(s.to_owned()),
+        // Only a time the record can hold is parsed (in UTC, at microseconds, so a rebuild
+        // compares equal); any other text, a valid RFC 3339 time out of range included, is kept.
+        match super::timestamp::parse(s.trim()) {
+            Some(t) => CreateTime::Parsed(t),
+            None => CreateTime::Unparsed(s.to_owned()),
         }
     }
 }
@@ -76,15 +77,28 @@ impl TicketState {
 
     /// The one merge rule: applied in sequence order, a field a delivery states replaces the
     /// one before; a field it leaves out or sends as null keeps its value.
-    pub fn apply(&mut self, u: &TicketUpdate, at: OffsetDateTime) {
+    ///
+    /// Except the tenant, which owns the ticket's past: the first tenant stated (by an AddTicket
+    /// or a ticket read's answer) owns the ticket for good. A later delivery that states another
+    /// moves nothing; the claim is returned, to be recorded as an anomaly.
+    pub fn apply(&mut self, u: &TicketUpdate, at: OffsetDateTime) -> Option<TenantConflict> {
         fn set(field: &mut Option<String>, v: &Option<String>) {
             if v.is_some() {
                 field.clone_from(v);
             }
         }
+        let conflict = match (&self.tenant_id, &u.tenant_id) {
+            (None, Some(claimed)) => {
+                self.tenant_id = Some(claimed.clone());
+                None
+            }
+            (Some(owner), Some(claimed)) if owner != claimed => {
+                Some(TenantConflict { owner: owner.clone(), claimed: claimed.clone() })
+            }
+            _ => None,
+        };
         set(&mut self.title, &u.title);
         set(&mut self.status, &u.status);
-        set(&mut self.tenant_id, &u.tenant_id);
         set(&mut self.agent_name, &u.agent_name);
         set(&mut self.agent_id, &u.agent_id);
         match &u.create_time {
@@ -103,14 +117,18 @@ impl TicketState {
         }
         self.message_count += u.messages;
         self.command_count += u.commands;
+        conflict
     }
 }
 
-/// PostgreSQL `timestamptz` holds microseconds.
-pub fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
-    let micros = t.nanosecond() / 1_000 * 1_000;
-    t.replace_nanosecond(micros).expect("a truncated nanosecond is in range")
+/// A delivery that states a tenant other than the one owning the ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantConflict {
+    pub owner: String,
+    pub claimed: String,
 }
+
+pub use super::timestamp::truncate_to_micros;
 
 #[cfg(test)]
 mod tests {
@@ -121,7 +139,7 @@ mod tests {
     fn later_fields_win_and_absent_fields_keep() {
         let t0 = datetime!(2025-01-01 0:00 UTC);
         let mut t = TicketState::new("T-1".into(), 1, t0);
-        t.apply(
+        let _ = t.apply(
             &TicketUpdate {
                 name: "T-1".into(),
                 title: Some("a".into()),
@@ -132,7 +150,7 @@ mod tests {
             },
             t0,
         );
-        t.apply(
+        let _ = t.apply(
             &TicketUpdate { name: "T-1".into(), status: Some("Closed".into()), activity: false, ..Default::default() },
             datetime!(2025-01-02 0:00 UTC),
         );
@@ -143,12 +161,57 @@ mod tests {
     }
 
     #[test]
+    fn the_first_tenant_stated_owns_the_ticket() {
+        let t0 = datetime!(2025-01-01 0:00 UTC);
+        let claim = |tenant: Option<&str>| TicketUpdate {
+            name: "T".into(),
+            tenant_id: tenant.map(str::to_owned),
+            title: Some(format!("by {tenant:?}")),
+            activity: true,
+            ..Default::default()
+        };
+        let mut t = TicketState::new("T".into(), 1, t0);
+        assert_eq!(t.apply(&claim(None), t0), None);
+        assert_eq!(t.tenant_id, None);
+        assert_eq!(t.apply(&claim(Some("A")), t0), None);
+        assert_eq!(t.apply(&claim(Some("A")), t0), None, "the same tenant again is no conflict");
+        assert_eq!(t.apply(&claim(Some("B")), t0), Some(TenantConflict { owner: "A".into(), claimed: "B".into() }));
+        assert_eq!(t.tenant_id.as_deref(), Some("A"));
+        assert_eq!(t.apply(&claim(None), t0), None);
+        assert_eq!(t.tenant_id.as_deref(), Some("A"));
+    }
+
+    proptest::proptest! {
+        /// Whatever sequence of claims arrives, the owner is the first tenant stated, and every
+        /// later different claim, and only those, is a conflict.
+        #[test]
+        fn ownership_never_moves(claims in proptest::collection::vec(proptest::option::of("[AB C]{0,2}"), 0..12)) {
+            let t0 = datetime!(2025-01-01 0:00 UTC);
+            let mut t = TicketState::new("T".into(), 1, t0);
+            let first = claims.iter().flatten().next().cloned();
+            for c in &claims {
+                let u = TicketUpdate { name: "T".into(), tenant_id: c.clone(), ..Default::default() };
+                let conflict = t.apply(&u, t0);
+                let expect = match (&first, c) {
+                    (Some(o), Some(c)) if o != c => Some(TenantConflict { owner: o.clone(), claimed: c.clone() }),
+                    _ => None,
+                };
+                proptest::prop_assert_eq!(conflict, expect);
+            }
+            proptest::prop_assert_eq!(t.tenant_id, first);
+        }
+    }
+
+    #[test]
     fn create_time_keeps_text_that_does_not_parse() {
         assert_eq!(CreateTime::read("yesterday"), CreateTime::Unparsed("yesterday".into()));
         assert_eq!(
             CreateTime::read("2025-05-25T16:02:11.250+02:00"),
             CreateTime::Parsed(datetime!(2025-05-25 14:02:11.250 UTC))
         );
+        for edge in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+00:01", "0000-01-01T00:00:00Z"] {
+            assert_eq!(CreateTime::read(edge), CreateTime::Unparsed(edge.into()), "{edge}");
+        }
         assert_eq!(
             CreateTime::read("2025-05-25T16:02:11.1234567Z"),
             CreateTime::Parsed(datetime!(2025-05-25 16:02:11.123456 UTC))

@@ -19,6 +19,8 @@ pub struct Delivery {
     pub delivery_id: i64,
     pub seq: i64,
     pub received_at: String,
+    /// When the delivery was sequenced: never earlier than the one before it in seq order.
+    pub recorded_at: String,
     pub key: String,
     pub key_source: String,
     pub action: Option<String>,
@@ -29,6 +31,8 @@ pub struct Delivery {
     #[schema(value_type = Object)]
     pub headers: serde_json::Value,
     pub normalize_error: Option<String>,
+    /// The database refused its projection: it is stored, and shows as a bare event.
+    pub unprojected: bool,
     pub ticket: Option<String>,
     pub tenant_id: Option<String>,
     /// Only on `GET /deliveries/{id}`: the body as received, byte for byte.
@@ -45,6 +49,7 @@ impl From<DeliveryRecord> for Delivery {
             delivery_id: r.seq,
             seq: r.seq,
             received_at: rfc3339(r.received_at),
+            recorded_at: rfc3339(r.recorded_at),
             key: r.dedup_key.0,
             key_source: r.key_source,
             action: s(r.action),
@@ -54,6 +59,7 @@ impl From<DeliveryRecord> for Delivery {
             hash: hex::encode(r.hash),
             headers: r.headers.0,
             normalize_error: s(r.normalize_error),
+            unprojected: r.unprojected,
             ticket: s(r.ticket_name),
             tenant_id: s(r.tenant_id),
             body: None,

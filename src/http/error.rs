@@ -23,6 +23,9 @@ pub enum ApiError {
     RequestTimeout,
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A delivery within the body limit that adds more rows than one delivery may.
+    #[error("{0}")]
+    TooManyRows(String),
     #[error("{0}")]
     Unavailable(&'static str, #[source] Option<Box<dyn std::error::Error + Send + Sync>>),
     #[error("internal error")]
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::TooManyRows(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-many-rows"),
             ApiError::Unavailable(..) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -131,6 +135,15 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::ColumnNotFound(_) => ApiError::Internal(Box::new(e)),
             // Everything else is the connection: timeouts, I/O, a pool that cannot connect.
             other => ApiError::Unavailable("the database is unavailable", Some(Box::new(other))),
+        }
+    }
+}
+
+impl From<crate::ingest::Refused> for ApiError {
+    fn from(e: crate::ingest::Refused) -> Self {
+        match e {
+            crate::ingest::Refused::TooManyRows { .. } => ApiError::TooManyRows(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
         }
     }
 }

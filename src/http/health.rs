@@ -21,11 +21,18 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let r = readiness(&app.pool).await;
     let migrated = r.schema_version.is_some_and(|v| v >= r.expected_version);
-    if r.database && migrated {
-        return Json(serde_json::json!({"status": "ready", "database": "ok", "schema_version": r.schema_version}))
+    let writer = app.writer.is_alive();
+    if r.database && migrated && writer {
+        return Json(serde_json::json!({"status": "ready", "database": "ok", "writer": "ok", "schema_version": r.schema_version}))
             .into_response();
     }
-    let detail = if r.database { "the database is not migrated" } else { "the database is unreachable" };
+    let detail = if !writer {
+        "the writer has stopped: no delivery can be stored"
+    } else if r.database {
+        "the database is not migrated"
+    } else {
+        "the database is unreachable"
+    };
     let mut res = problem(StatusCode::SERVICE_UNAVAILABLE, "not-ready", detail.into());
     res.headers_mut().insert(axum::http::header::RETRY_AFTER, super::error::RETRY_AFTER_SECS.into());
     res.into_response()

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::error::{ApiError, Problem};
 use super::AppState;
-use crate::domain::ticket::truncate_to_micros;
+use crate::domain::timestamp::truncate_to_micros;
 use crate::ingest::{identity_headers, prepare};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -47,6 +47,7 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body
         Ok(_) => "",
         Err(ApiError::Unauthorized(_)) => "unauthorized",
         Err(ApiError::PayloadTooLarge(_)) => "too_large",
+        Err(ApiError::TooManyRows(_)) => "too_many_rows",
         Err(ApiError::BadRequest(_)) => "invalid",
         Err(ApiError::Unavailable(..)) => "unavailable",
         Err(_) => "error",
@@ -64,7 +65,7 @@ async fn store(app: AppState, headers: HeaderMap, body: Body) -> Result<(StatusC
     app.webhook_auth.check_body(&headers, &body, received_at.unix_timestamp())?;
 
     let identity = identity_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-    let delivery = prepare(body.to_vec(), identity, received_at).map_err(ApiError::BadRequest)?;
+    let delivery = prepare(body.to_vec(), identity, received_at, app.max_delivery_rows)?;
     let outcome = app.writer.submit(delivery).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Receipt { delivery_id: outcome.seq, seq: outcome.seq, duplicate: outcome.duplicate }))

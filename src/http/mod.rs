@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, layers, and the extractors every handler shares.
 
+pub mod anomalies;
 pub mod auth;
 pub mod deliveries;
 pub mod error;
@@ -40,6 +41,8 @@ pub struct Inner {
     pub webhook_auth: WebhookAuth,
     pub api_auth: ApiAuth,
     pub max_body_bytes: usize,
+    /// Most messages and commands taken from one delivery (`MAX_DELIVERY_ROWS`).
+    pub max_delivery_rows: usize,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,7 +92,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deliveries::one))
         .routes(routes!(deliveries::raw))
         .routes(routes!(ledger::head))
-        .routes(routes!(ledger::verify));
+        .routes(routes!(ledger::verify))
+        .routes(routes!(anomalies::list));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ingest::receive))
         .nest("/api/v1", api)

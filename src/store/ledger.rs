@@ -8,10 +8,10 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 
+use super::batch::chain_link;
 use super::text::PgText;
-use super::writer::{unprojected, UNPROJECTED_MARK};
-use crate::domain::ledger::{chain_hash, sha256, ChainedFields, Hash, GENESIS};
-use crate::domain::{normalize, Envelope, Normalized};
+use crate::domain::derive;
+use crate::domain::ledger::{sha256, Hash, GENESIS};
 
 const CHUNK: i64 = 2000;
 
@@ -79,27 +79,26 @@ pub struct Report {
 struct Row {
     seq: i64,
     received_at: OffsetDateTime,
-    dedup_key: String,
-    action: Option<String>,
+    recorded_at: OffsetDateTime,
+    dedup_key: PgText,
+    action: Option<PgText>,
     status_code: Option<i32>,
     body: Vec<u8>,
     body_sha256: Vec<u8>,
     hash: Vec<u8>,
-    normalize_error: Option<String>,
+    unprojected: bool,
 }
 
 impl Row {
-    fn fields(&self, seq: i64) -> ChainedFields<'_> {
-        ChainedFields {
-            seq,
-            received_at: self.received_at,
-            key: &self.dedup_key,
-            action: self.action.as_deref(),
-            status_code: self.status_code,
-            body_sha256: &self.body_sha256,
-        }
+    /// The chain hash this row has when it stands at `seq` after `prev`.
+    fn link(&self, prev: &Hash, seq: i64) -> Hash {
+        let action = self.action.as_ref().map(|a| a.0.as_str());
+        chain_link(prev, seq, self.received_at, &self.dedup_key.0, action, self.status_code, &self.body_sha256)
     }
 }
+
+const ROW_COLUMNS: &str = "seq, received_at, coalesce(recorded_at, received_at) AS recorded_at, dedup_key, action, \
+     status_code, body, body_sha256, hash, unprojected";
 
 #[derive(sqlx::FromRow, Debug, PartialEq, Eq)]
 struct CommandRow {
@@ -110,15 +109,6 @@ struct CommandRow {
     result: Option<PgText>,
     executed: bool,
     recorded_at: OffsetDateTime,
-}
-
-/// What a stored delivery normalizes to, as live ingestion projected it.
-pub fn derive(body: &[u8], normalize_error: Option<&str>) -> Option<Normalized> {
-    let n = normalize(&Envelope::parse(body).ok()?);
-    Some(match normalize_error {
-        Some(e) if e.ends_with(UNPROJECTED_MARK) => unprojected(&n, ""),
-        _ => n,
-    })
 }
 
 fn brk(kind: BreakKind, seq: i64, detail: impl Into<String>) -> Option<Break> {
@@ -139,14 +129,12 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
     let mut found: Option<Break> = None;
 
     'walk: loop {
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, received_at, dedup_key, action, status_code, body, body_sha256, hash, normalize_error \
-             FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(last_seq)
-        .bind(CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows: Vec<Row> =
+            sqlx::query_as(&format!("SELECT {ROW_COLUMNS} FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                .bind(last_seq)
+                .bind(CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
         let Some(hi) = rows.last().map(|r| r.seq) else { break };
         let cmds: Vec<CommandRow> = sqlx::query_as(
             "SELECT seq, position, ticket_name, command, result, executed, recorded_at FROM commands \
@@ -172,13 +160,13 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
                 found = brk(BreakKind::BodyEdited, r.seq, "the body no longer matches its SHA-256");
                 break 'walk;
             }
-            let h = chain_hash(&prev, &r.fields(r.seq));
+            let h = r.link(&prev, r.seq);
             if h.as_slice() != r.hash.as_slice() && r.seq > head.seq {
                 found = brk(BreakKind::RowInserted, r.seq, format!("a row past the head at {}", head.seq));
                 break 'walk;
             }
             if h.as_slice() != r.hash.as_slice() {
-                found = Some(classify(&mut tx, r, &prev, &prev2).await?);
+                found = Some(name_break(&mut tx, r, &prev, &prev2).await?);
                 break 'walk;
             }
             if let Some((seq, _)) = expect {
@@ -187,7 +175,7 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
                 }
             }
             // Commands: what the delivery says against the rows, position by position.
-            let derived = derive(&r.body, r.normalize_error.as_deref());
+            let derived = derive(&r.body, r.unprojected);
             let want: Vec<CommandRow> = derived
                 .iter()
                 .flat_map(|n| {
@@ -198,7 +186,7 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
                         command: c.command.as_str().into(),
                         result: c.result.as_deref().map(PgText::from),
                         executed: c.executed,
-                        recorded_at: r.received_at,
+                        recorded_at: r.recorded_at,
                     })
                 })
                 .collect();
@@ -280,10 +268,10 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
 }
 
 /// Names a break in the chain at row `r`, given the verified hashes before it.
-async fn classify(tx: &mut PgConnection, r: &Row, prev: &Hash, prev2: &Hash) -> Result<Break, sqlx::Error> {
+async fn name_break(tx: &mut PgConnection, r: &Row, prev: &Hash, prev2: &Hash) -> Result<Break, sqlx::Error> {
     let n = r.seq;
     // A correctly hashed row inserted just before `r`, with `r` and those after renumbered.
-    if n > 1 && chain_hash(prev2, &r.fields(n - 1)).as_slice() == r.hash.as_slice() {
+    if n > 1 && r.link(prev2, n - 1).as_slice() == r.hash.as_slice() {
         return Ok(Break {
             kind: BreakKind::RowInserted,
             seq: n - 1,
@@ -292,14 +280,14 @@ async fn classify(tx: &mut PgConnection, r: &Row, prev: &Hash, prev2: &Hash) -> 
     }
     // Which later row belongs at `n`?
     let later: Vec<Row> = sqlx::query_as(
-        "SELECT seq, received_at, dedup_key, action, status_code, ''::bytea AS body, body_sha256, hash, \
-         NULL::text AS normalize_error FROM deliveries WHERE seq > $1 ORDER BY seq",
+        "SELECT seq, received_at, received_at AS recorded_at, dedup_key, action, status_code, ''::bytea AS body, \
+         body_sha256, hash, false AS unprojected FROM deliveries WHERE seq > $1 ORDER BY seq",
     )
     .bind(n)
     .fetch_all(&mut *tx)
     .await?;
-    if let Some(x) = later.iter().find(|x| chain_hash(prev, &x.fields(n)).as_slice() == x.hash.as_slice()) {
-        let r_fits_after_x = chain_hash(&hash_of(&x.hash), &r.fields(n + 1)).as_slice() == r.hash.as_slice();
+    if let Some(x) = later.iter().find(|x| x.link(prev, n).as_slice() == x.hash.as_slice()) {
+        let r_fits_after_x = r.link(&hash_of(&x.hash), n + 1).as_slice() == r.hash.as_slice();
         if x.seq == n + 1 && !r_fits_after_x {
             return Ok(Break {
                 kind: BreakKind::RowInserted,

@@ -1,5 +1,6 @@
 //! PostgreSQL: connecting, migrations, the write path (group commit), the read queries, and the ledger.
 
+pub mod batch;
 pub mod classify;
 pub mod export;
 pub mod ledger;
@@ -7,7 +8,6 @@ pub mod migrate;
 pub mod read;
 pub mod reproject;
 pub mod text;
-pub mod write;
 pub mod writer;
 
 use std::time::Duration;
@@ -15,8 +15,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
+pub use batch::{NewDelivery, Outcome};
 pub use read::Scope;
-pub use write::{NewDelivery, Outcome};
 pub use writer::{WriteError, Writer};
 
 /// The role the service serves with (created by migration V2): it may add to the record, never change it.

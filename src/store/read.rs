@@ -60,21 +60,7 @@ fn and_tenant<'a>(q: &mut QueryBuilder<'a, Postgres>, column: &str, scope: &Scop
 
 // ---------------------------------------------------------------- tickets
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TicketRecord {
-    pub name: PgText,
-    pub title: Option<PgText>,
-    pub status: Option<PgText>,
-    pub tenant_id: Option<PgText>,
-    pub agent_name: Option<PgText>,
-    pub agent_id: Option<PgText>,
-    pub created_at: Option<OffsetDateTime>,
-    pub create_time_text: Option<PgText>,
-    pub first_seen_at: OffsetDateTime,
-    pub last_activity_at: OffsetDateTime,
-    pub message_count: i64,
-    pub command_count: i64,
-}
+pub use super::batch::TicketRecord;
 
 #[derive(Debug, Default, Clone)]
 pub struct TicketFilter {
@@ -87,7 +73,7 @@ pub struct TicketFilter {
 
 const TICKET_COLUMNS: &str =
     "SELECT name, title, status, tenant_id, agent_name, agent_id, created_at, create_time_text, \
-     first_seen_at, last_activity_at, message_count, command_count FROM tickets";
+     first_seen_at, first_seen_seq, last_activity_at, message_count, command_count FROM tickets";
 
 /// Tickets, newest first by (first_seen_at, name); `after` is the last key of the previous page.
 pub async fn list_tickets(
@@ -224,6 +210,8 @@ pub struct DeliveryRecord {
     pub hash: Vec<u8>,
     pub ticket_name: Option<PgText>,
     pub tenant_id: Option<PgText>,
+    pub recorded_at: OffsetDateTime,
+    pub unprojected: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -235,7 +223,8 @@ pub struct DeliveryFilter {
 
 const DELIVERY_COLUMNS: &str = "SELECT d.seq, d.received_at, d.dedup_key, d.key_source, d.action, d.status_code, \
      d.headers, d.normalize_error, length(d.body) AS size, d.body_sha256, d.hash, e.ticket_name, \
-     coalesce(t.tenant_id, e.carried_tenant) AS tenant_id \
+     coalesce(t.tenant_id, e.carried_tenant) AS tenant_id, coalesce(d.recorded_at, d.received_at) AS recorded_at, \
+     d.unprojected \
      FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq LEFT JOIN tickets t ON t.name = e.ticket_name";
 
 /// A delivery belongs to the tenant of the ticket it concerns, else to the tenant it carries:
@@ -303,4 +292,35 @@ pub async fn readiness(pool: &PgPool) -> Readiness {
         Err(sqlx::Error::Database(_)) => Readiness { database: true, schema_version: None, expected_version },
         Err(_) => Readiness { database: false, schema_version: None, expected_version },
     }
+}
+
+// ---------------------------------------------------------------- anomalies
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AnomalyRecord {
+    pub seq: i64,
+    pub position: i32,
+    pub ticket_name: PgText,
+    pub kind: String,
+    pub owner_tenant: PgText,
+    pub claimed_tenant: PgText,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// Refused tenant claims, newest first, before the given (seq, position); for admins only.
+pub async fn list_anomalies(
+    pool: &PgPool,
+    ticket: Option<&str>,
+    before: Option<(i64, i32)>,
+    limit: i64,
+) -> Result<Vec<AnomalyRecord>, sqlx::Error> {
+    let mut q = select(
+        "SELECT seq, position, ticket_name, kind, owner_tenant, claimed_tenant, recorded_at FROM ticket_anomalies",
+    );
+    and_eq(&mut q, "ticket_name", ticket.map(PgText::from));
+    if let Some((seq, pos)) = before {
+        q.push(" AND (seq, position) < (").push_bind(seq).push(", ").push_bind(pos).push(")");
+    }
+    q.push(" ORDER BY seq DESC, position DESC LIMIT ").push_bind(limit);
+    q.build_query_as().fetch_all(pool).await
 }

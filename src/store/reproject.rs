@@ -3,8 +3,8 @@
 use sqlx::{Acquire, PgConnection};
 use time::OffsetDateTime;
 
-use super::ledger::derive;
-use super::write::{project, Projected};
+use super::batch::{project, Projected};
+use crate::domain::derive;
 
 const CHUNK: i64 = 1000;
 
@@ -26,15 +26,16 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     sqlx::query("ALTER TABLE commands DISABLE TRIGGER commands_no_truncate").execute(&mut *tx).await?;
     // The classifier's watermark first (a concurrent step finishes before), then its rows.
     sqlx::query("UPDATE reporting.classified SET seq = 0").execute(&mut *tx).await?;
-    sqlx::query("TRUNCATE action_events, messages, commands, tickets, reporting.command_class")
+    sqlx::query("TRUNCATE action_events, messages, commands, tickets, ticket_anomalies, reporting.command_class")
         .execute(&mut *tx)
         .await?;
     sqlx::query("ALTER TABLE commands ENABLE TRIGGER commands_no_truncate").execute(&mut *tx).await?;
     let mut last = 0i64;
     let mut total = 0u64;
     loop {
-        let rows: Vec<(i64, OffsetDateTime, Vec<u8>, Option<String>)> = sqlx::query_as(
-            "SELECT seq, received_at, body, normalize_error FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT $2",
+        let rows: Vec<(i64, OffsetDateTime, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT seq, coalesce(recorded_at, received_at), body, unprojected FROM deliveries \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(last)
         .bind(CHUNK)
@@ -43,12 +44,12 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
         let Some(&(hi, ..)) = rows.last() else { break };
         let derived = rows
             .iter()
-            .map(|(seq, _, body, err)| derive(body, err.as_deref()).ok_or(ReprojectError::Unreadable(*seq)))
+            .map(|(seq, _, body, unprojected)| derive(body, *unprojected).ok_or(ReprojectError::Unreadable(*seq)))
             .collect::<Result<Vec<_>, _>>()?;
         let items: Vec<Projected<'_>> = rows
             .iter()
             .zip(&derived)
-            .map(|((seq, at, ..), n)| Projected { seq: *seq, received_at: *at, normalized: n })
+            .map(|((seq, at, ..), n)| Projected { seq: *seq, at: *at, normalized: n })
             .collect();
         project(&mut tx, &items).await?;
         total += items.len() as u64;

@@ -1,19 +1,39 @@
-//! Group commit: one task per process gathers the deliveries waiting and commits them together.
+//! The writer: one task per process gathers the deliveries waiting and commits them together
+//! (group commit), under a supervisor.
 //!
 //! Handlers hand a checked delivery to the bounded queue and wait for their own outcome, which
 //! is sent only after the transaction holding it has committed. While one batch commits, the
 //! next gathers, so batches grow with load and cost nothing when it is quiet.
+//!
+//! Nothing a sender sends may stop it: a batch whose write fails on what a delivery holds (the
+//! database refuses a value, or a panic in encoding it) is split and its deliveries stored one by
+//! one, and a delivery that still fails is stored unprojected, as a bare event. Should the task
+//! itself end by a panic, the supervisor starts it again on the same queue; past
+//! [`MAX_RESTARTS`] in [`RESTART_WINDOW`] it gives up and reports itself dead (`/readyz` then
+//! says so and `serve` exits non-zero).
 
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{write_batch, NewDelivery, Outcome};
 use super::classify::WriterActivity;
-use super::write::{write_batch, NewDelivery, Outcome};
-use crate::domain::{EventKind, Normalized};
 
-#[derive(Debug, thiserror::Error)]
+/// Restarts the supervisor allows within [`RESTART_WINDOW`] before it gives up.
+pub const MAX_RESTARTS: usize = 5;
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Most projected rows one transaction takes (deliveries, messages, commands, ticket updates):
+/// a batch of large deliveries is cut into transactions of about this size, so the deliveries
+/// behind them wait for one of those, not for all.
+pub const BATCH_ROWS: usize = 20_000;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("the write queue is full")]
     QueueFull,
@@ -33,11 +53,13 @@ pub struct Writer {
     queue: mpsc::Sender<Job>,
     pool: PgPool,
     activity: Arc<WriterActivity>,
+    alive: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer. It ends once every `Writer` clone is dropped and the queue is drained;
-    /// the returned future resolves then.
+    /// the returned future resolves then, or earlier, with [`WriteError::Stopped`], when the
+    /// supervisor gave up on it.
     ///
     /// The writer runs on a thread of its own, with a single-threaded runtime: a batch is a chain
     /// of round trips to PostgreSQL, and on the shared runtime each step of the chain waited for a
@@ -48,20 +70,48 @@ impl Writer {
         queue_capacity: usize,
         max_batch: usize,
     ) -> std::io::Result<(Writer, impl std::future::Future<Output = Result<(), WriteError>>)> {
-        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let (tx, mut rx) = mpsc::channel(queue_capacity.max(1));
         let activity = Arc::new(WriterActivity::default());
+        let alive = Arc::new(AtomicBool::new(true));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (done, finished) = oneshot::channel();
-        let (writer_pool, writer_activity) = (pool.clone(), activity.clone());
+        let (done, finished) = oneshot::channel::<bool>();
+        let (writer_pool, writer_activity, writer_alive) = (pool.clone(), activity.clone(), alive.clone());
         std::thread::Builder::new().name("ticket-audit-writer".into()).spawn(move || {
-            runtime.block_on(async {
-                run(writer_pool.clone(), rx, max_batch.max(1), writer_activity).await;
-                // Its connections' I/O belongs to this runtime: close them before it goes.
-                writer_pool.close().await;
-            });
-            let _ = done.send(());
+            let mut restarts: Vec<Instant> = Vec::new();
+            let drained = loop {
+                let run = AssertUnwindSafe(run(&writer_pool, &mut rx, max_batch.max(1), &writer_activity));
+                match runtime.block_on(run.catch_unwind()) {
+                    Ok(()) => break true,
+                    Err(panic) => {
+                        let now = Instant::now();
+                        restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+                        restarts.push(now);
+                        metrics::counter!("ticket_audit_writer_restarts_total").increment(1);
+                        tracing::error!(panic = panic_text(&panic), restarts = restarts.len(), "the writer panicked");
+                        if restarts.len() > MAX_RESTARTS {
+                            tracing::error!(
+                                "the writer panicked {} times within {RESTART_WINDOW:?}: giving up",
+                                restarts.len()
+                            );
+                            break false;
+                        }
+                    }
+                }
+            };
+            writer_alive.store(false, Ordering::SeqCst);
+            // Refuse what is still queued at once, rather than leave senders waiting.
+            rx.close();
+            // Its connections' I/O belongs to this runtime: close them before it goes.
+            runtime.block_on(writer_pool.close());
+            let _ = done.send(drained);
         })?;
-        Ok((Writer { queue: tx, pool, activity }, async move { finished.await.map_err(|_| WriteError::Stopped) }))
+        let writer = Writer { queue: tx, pool, activity, alive };
+        Ok((writer, async move {
+            match finished.await {
+                Ok(true) => Ok(()),
+                _ => Err(WriteError::Stopped),
+            }
+        }))
     }
 
     /// Stores one delivery; returns once it is committed (or known not to be).
@@ -96,18 +146,57 @@ impl Writer {
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
+
+    /// False once the supervisor has given up on the writer (or it has drained and ended).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, max_batch: usize, activity: Arc<WriterActivity>) {
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
+}
+
+async fn run(pool: &PgPool, rx: &mut mpsc::Receiver<Job>, max_batch: usize, activity: &WriterActivity) {
     let mut jobs = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        metrics::histogram!("ticket_audit_write_batch_size").record(jobs.len() as f64);
-        let start = std::time::Instant::now();
-        commit(&pool, std::mem::take(&mut jobs)).await;
-        let spent = start.elapsed();
-        metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
-        activity.record(spent);
+        for batch in by_rows(std::mem::take(&mut jobs), BATCH_ROWS) {
+            metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
+            let start = Instant::now();
+            commit(pool, batch).await;
+            let spent = start.elapsed();
+            metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
+            activity.record(spent);
+        }
     }
+}
+
+/// Cuts jobs, in order, into batches of at most about `budget` rows (a delivery larger than the
+/// budget is a batch of its own).
+fn by_rows(jobs: Vec<Job>, budget: usize) -> Vec<Vec<Job>> {
+    let mut batches = Vec::new();
+    let (mut cur, mut rows) = (Vec::new(), 0);
+    for job in jobs {
+        let r = job.delivery.rows();
+        if !cur.is_empty() && rows + r > budget {
+            batches.push(std::mem::take(&mut cur));
+            rows = 0;
+        }
+        rows += r;
+        cur.push(job);
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+/// Why a batch was not stored.
+enum Failure {
+    /// Something a delivery holds: the database refused a value, or encoding it panicked.
+    Item(String),
+    /// The database (unreachable, restarting...): every delivery in the batch shares it.
+    Database(sqlx::Error),
 }
 
 async fn commit(pool: &PgPool, jobs: Vec<Job>) {
@@ -117,23 +206,30 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
                 let _ = job.reply.send(Ok(outcome));
             }
         }
-        Err(e) if refused_item(&e) && jobs.len() > 1 => {
+        Err(Failure::Item(why)) if jobs.len() > 1 => {
             // One delivery the database refuses must not hold back the others: store one by one.
-            tracing::warn!(error = %e, size = jobs.len(), "batch refused; storing its deliveries one by one");
+            tracing::warn!(error = %why, size = jobs.len(), "batch refused; storing its deliveries one by one");
             for job in jobs {
                 Box::pin(commit(pool, vec![job])).await;
             }
         }
-        Err(e) if refused_item(&e) => {
+        Err(Failure::Item(why)) => {
             let job = jobs.into_iter().next().expect("one job");
-            let code = db_code(&e);
-            tracing::error!(error = %e, "the database refused a delivery's projection; storing it unprojected");
+            tracing::error!(error = %why, "a delivery's projection could not be stored; storing it unprojected");
             let mut raw = job.delivery.clone();
-            raw.normalized = unprojected(&raw.normalized, &code);
-            let result = store(pool, vec![&raw]).await.map(|o| o[0]).map_err(|e| WriteError::Unavailable(Arc::new(e)));
+            raw.normalized = raw.normalized.unprojected(Some(format!("its projection could not be stored ({why})")));
+            raw.unprojected = true;
+            let result = match store(pool, vec![&raw]).await {
+                Ok(o) => Ok(o[0]),
+                Err(Failure::Database(e)) => Err(WriteError::Unavailable(Arc::new(e))),
+                Err(Failure::Item(why)) => {
+                    tracing::error!(error = %why, "even unprojected, a delivery could not be stored");
+                    Err(WriteError::Unavailable(Arc::new(sqlx::Error::Protocol(why))))
+                }
+            };
             let _ = job.reply.send(result);
         }
-        Err(e) => {
+        Err(Failure::Database(e)) => {
             tracing::warn!(error = %e, size = jobs.len(), "batch not committed");
             let shared = Arc::new(e);
             for job in jobs {
@@ -143,40 +239,33 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
     }
 }
 
-async fn store(pool: &PgPool, batch: Vec<&NewDelivery>) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    write_batch(&mut conn, &batch).await
+async fn store(pool: &PgPool, batch: Vec<&NewDelivery>) -> Result<Vec<Outcome>, Failure> {
+    let mut conn = pool.acquire().await.map_err(Failure::Database)?;
+    // A panic while encoding a value is a fault of ours, but one a delivery's content set off:
+    // it is that delivery's failure, not the writer's end.
+    match AssertUnwindSafe(write_batch(&mut conn, &batch)).catch_unwind().await {
+        Ok(Ok(outcomes)) => Ok(outcomes),
+        Ok(Err(e)) if refused_item(&e) => Err(Failure::Item(format!("SQLSTATE {}: {e}", db_code(&e)))),
+        Ok(Err(e)) => Err(Failure::Database(e)),
+        Err(panic) => {
+            // The connection is mid-transaction: close it rather than return it to the pool.
+            let _ = conn.detach();
+            metrics::counter!("ticket_audit_write_panics_total").increment(1);
+            Err(Failure::Item(format!("panic: {}", panic_text(&panic))))
+        }
+    }
 }
 
 /// Errors caused by what a delivery holds (data exceptions, constraints, size limits), as
 /// opposed to the database being unreachable, which every delivery in the batch shares.
 fn refused_item(e: &sqlx::Error) -> bool {
     matches!(db_code(e).get(..2), Some("22" | "23" | "54"))
+        || matches!(e, sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. })
 }
 
 fn db_code(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()).unwrap_or_default(),
         _ => String::new(),
-    }
-}
-
-/// Marks, in `normalize_error`, a delivery stored as a bare event because its projection was
-/// refused; `reproject` and `verify` read it to derive the same rows.
-pub const UNPROJECTED_MARK: &str = "; stored unprojected";
-
-/// The same delivery, projected as a bare event: kept and acknowledged, with the reason beside it.
-pub fn unprojected(n: &Normalized, code: &str) -> Normalized {
-    let mut problems = n.problems.clone();
-    problems.push(format!("the database refused its projection (SQLSTATE {code}){UNPROJECTED_MARK}"));
-    Normalized {
-        ticket: None,
-        carried_tenant: None,
-        kind: EventKind::Action,
-        ticket_updates: Vec::new(),
-        messages: Vec::new(),
-        commands: Vec::new(),
-        problems,
-        ..n.clone()
     }
 }

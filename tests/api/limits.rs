@@ -180,6 +180,7 @@ async fn the_openapi_document_describes_the_real_routes() {
     assert_eq!(
         routes,
         [
+            "GET /api/v1/anomalies",
             "GET /api/v1/commands",
             "GET /api/v1/deliveries",
             "GET /api/v1/deliveries/{id}",

@@ -1,28 +1,32 @@
 -- One batch, one statement: the new deliveries, their projection (events, messages, commands,
--- the tickets as folded by the domain), and the ledger head. One round trip instead of six.
--- `reproject` runs it with no deliveries and a null head ($46): the projection alone.
+-- the tickets as folded by the domain, refused tenant claims), and the ledger head. One round
+-- trip instead of seven. Each table's binds come from its own columns struct in batch.rs, in the
+-- order named here. `reproject` runs it with no deliveries and a null head ($55): the projection alone.
 WITH new_deliveries AS (
-    INSERT INTO deliveries
-        (seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code, headers, normalize_error, hash)
-    SELECT seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code, headers::jsonb, normalize_error, hash
+    INSERT INTO deliveries (seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code,
+                            headers, normalize_error, hash, recorded_at, unprojected)
+    SELECT seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code,
+           headers::jsonb, normalize_error, hash, recorded_at, unprojected
     FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bytea[], $6::bytea[],
-                $7::text[], $8::int[], $9::text[], $10::text[], $11::bytea[])
-        AS u (seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code, headers, normalize_error, hash)
+                $7::text[], $8::int[], $9::text[], $10::text[], $11::bytea[], $12::timestamptz[], $13::bool[])
+        AS u (seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code,
+              headers, normalize_error, hash, recorded_at, unprojected)
 ), new_events AS (
     INSERT INTO action_events (seq, received_at, action, status_code, success, kind, ticket_name, carried_tenant)
-    SELECT * FROM UNNEST($12::bigint[], $13::timestamptz[], $14::text[], $15::int[], $16::bool[], $17::text[], $18::text[], $19::text[])
+    SELECT * FROM UNNEST($14::bigint[], $15::timestamptz[], $16::text[], $17::int[], $18::bool[], $19::text[],
+                         $20::text[], $21::text[])
 ), new_messages AS (
     INSERT INTO messages (seq, position, ticket_name, role, content, received_at)
-    SELECT * FROM UNNEST($20::bigint[], $21::int[], $22::text[], $23::text[], $24::text[], $25::timestamptz[])
+    SELECT * FROM UNNEST($22::bigint[], $23::int[], $24::text[], $25::text[], $26::text[], $27::timestamptz[])
 ), new_commands AS (
     INSERT INTO commands (seq, position, ticket_name, command, result, executed, recorded_at)
-    SELECT * FROM UNNEST($26::bigint[], $27::int[], $28::text[], $29::text[], $30::text[], $31::bool[], $32::timestamptz[])
+    SELECT * FROM UNNEST($28::bigint[], $29::int[], $30::text[], $31::text[], $32::text[], $33::bool[], $34::timestamptz[])
 ), folded_tickets AS (
     -- Rows come fully merged from the domain's fold (TicketState::apply): the upsert only stores them.
     INSERT INTO tickets (name, title, status, tenant_id, agent_name, agent_id, created_at, create_time_text,
                          first_seen_at, first_seen_seq, last_activity_at, message_count, command_count)
-    SELECT * FROM UNNEST($33::text[], $34::text[], $35::text[], $36::text[], $37::text[], $38::text[], $39::timestamptz[],
-                         $40::text[], $41::timestamptz[], $42::bigint[], $43::timestamptz[], $44::bigint[], $45::bigint[])
+    SELECT * FROM UNNEST($35::text[], $36::text[], $37::text[], $38::text[], $39::text[], $40::text[], $41::timestamptz[],
+                         $42::text[], $43::timestamptz[], $44::bigint[], $45::timestamptz[], $46::bigint[], $47::bigint[])
     ON CONFLICT (name) DO UPDATE SET
         title = excluded.title,
         status = excluded.status,
@@ -34,5 +38,8 @@ WITH new_deliveries AS (
         last_activity_at = excluded.last_activity_at,
         message_count = excluded.message_count,
         command_count = excluded.command_count
+), new_anomalies AS (
+    INSERT INTO ticket_anomalies (seq, position, ticket_name, kind, owner_tenant, claimed_tenant, recorded_at)
+    SELECT * FROM UNNEST($48::bigint[], $49::int[], $50::text[], $51::text[], $52::text[], $53::text[], $54::timestamptz[])
 )
-UPDATE ledger_head SET seq = $46, hash = $47, at = $48 WHERE $46::bigint IS NOT NULL
+UPDATE ledger_head SET seq = $55, hash = $56, at = $57 WHERE $55::bigint IS NOT NULL
