@@ -22,6 +22,10 @@ impl Scope {
     }
 }
 
+/// A read as the service builds it: its SQL and binds, run by its function below, and EXPLAINed
+/// as it is by `tests/api/plans.rs`.
+pub type Built = QueryBuilder<'static, Postgres>;
+
 /// Starts `WHERE true` so each filter is one `AND`.
 fn select<'a>(sql: &str) -> QueryBuilder<'a, Postgres> {
     let mut q = QueryBuilder::new(sql);
@@ -83,6 +87,15 @@ pub async fn list_tickets(
     after: Option<(OffsetDateTime, String)>,
     limit: i64,
 ) -> Result<Vec<TicketRecord>, sqlx::Error> {
+    list_tickets_query(scope, f, after, limit).build_query_as().fetch_all(pool).await
+}
+
+pub fn list_tickets_query(
+    scope: &Scope,
+    f: &TicketFilter,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Built {
     let mut q = select(TICKET_COLUMNS);
     and_tenant(&mut q, "tenant_id", scope, f.tenant_id.as_deref());
     and_eq(&mut q, "agent_name", f.agent_name.as_deref().map(PgText::from));
@@ -93,14 +106,18 @@ pub async fn list_tickets(
         q.push(" AND (first_seen_at, name) < (").push_bind(at).push(", ").push_bind(PgText(name)).push(")");
     }
     q.push(" ORDER BY first_seen_at DESC, name DESC LIMIT ").push_bind(limit);
-    q.build_query_as().fetch_all(pool).await
+    q
 }
 
 pub async fn get_ticket(pool: &PgPool, scope: &Scope, name: &str) -> Result<Option<TicketRecord>, sqlx::Error> {
+    get_ticket_query(scope, name).build_query_as().fetch_optional(pool).await
+}
+
+pub fn get_ticket_query(scope: &Scope, name: &str) -> Built {
     let mut q = select(TICKET_COLUMNS);
     and_eq(&mut q, "name", Some(PgText::from(name)));
     and_eq(&mut q, "tenant_id", scope.tenant());
-    q.build_query_as().fetch_optional(pool).await
+    q
 }
 
 // ---------------------------------------------------------------- timeline
@@ -126,13 +143,20 @@ pub async fn timeline(
     after: (i64, i32),
     limit: i64,
 ) -> Result<Vec<TimelineRecord>, sqlx::Error> {
-    sqlx::query_as(include_str!("sql/timeline.sql"))
-        .bind(PgText::from(ticket))
-        .bind(after.0)
-        .bind(after.1)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+    timeline_query(ticket, after, limit).build_query_as().fetch_all(pool).await
+}
+
+pub fn timeline_query(ticket: &str, after: (i64, i32), limit: i64) -> Built {
+    use sqlx::Arguments;
+    // The file's $1..$4 (it uses $1 and $4 more than once), bound in that order.
+    let mut args = sqlx::postgres::PgArguments::default();
+    let bound = args
+        .add(PgText::from(ticket))
+        .and_then(|()| args.add(after.0))
+        .and_then(|()| args.add(after.1))
+        .and_then(|()| args.add(limit));
+    debug_assert!(bound.is_ok(), "text and integers always encode");
+    QueryBuilder::with_arguments(include_str!("sql/timeline.sql"), args)
 }
 
 // ---------------------------------------------------------------- commands
@@ -171,6 +195,16 @@ pub async fn list_commands(
     after: Option<(i64, i32)>,
     limit: i64,
 ) -> Result<Vec<CommandRecord>, sqlx::Error> {
+    list_commands_query(scope, f, ascending, after, limit).build_query_as().fetch_all(pool).await
+}
+
+pub fn list_commands_query(
+    scope: &Scope,
+    f: &CommandFilter,
+    ascending: bool,
+    after: Option<(i64, i32)>,
+    limit: i64,
+) -> Built {
     let mut q = select(
         "SELECT c.seq, c.position, c.ticket_name, t.tenant_id, t.agent_name, t.agent_id, c.command, c.result, \
          c.executed, c.recorded_at FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name",
@@ -190,7 +224,7 @@ pub async fn list_commands(
         q.push(format_args!(" AND (c.seq, c.position) {cmp} (")).push_bind(seq).push(", ").push_bind(pos).push(")");
     }
     q.push(format_args!(" ORDER BY c.seq {dir}, c.position {dir} LIMIT ")).push_bind(limit);
-    q.build_query_as().fetch_all(pool).await
+    q
 }
 
 // ---------------------------------------------------------------- deliveries
@@ -246,6 +280,10 @@ pub async fn list_deliveries(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
+    list_deliveries_query(scope, f, before, limit).build_query_as().fetch_all(pool).await
+}
+
+pub fn list_deliveries_query(scope: &Scope, f: &DeliveryFilter, before: Option<i64>, limit: i64) -> Built {
     let mut q = select(DELIVERY_COLUMNS);
     and_delivery_tenant(&mut q, scope);
     and_eq(&mut q, "d.action", f.action.as_deref().map(PgText::from));
@@ -253,25 +291,33 @@ pub async fn list_deliveries(
     and_cmp(&mut q, "d.received_at", "<", f.until);
     and_cmp(&mut q, "d.seq", "<", before);
     q.push(" ORDER BY d.seq DESC LIMIT ").push_bind(limit);
-    q.build_query_as().fetch_all(pool).await
+    q
 }
 
 pub async fn get_delivery(pool: &PgPool, scope: &Scope, seq: i64) -> Result<Option<DeliveryRecord>, sqlx::Error> {
+    get_delivery_query(scope, seq).build_query_as().fetch_optional(pool).await
+}
+
+pub fn get_delivery_query(scope: &Scope, seq: i64) -> Built {
     let mut q = select(DELIVERY_COLUMNS);
     and_eq(&mut q, "d.seq", Some(seq));
     and_delivery_tenant(&mut q, scope);
-    q.build_query_as().fetch_optional(pool).await
+    q
 }
 
 /// The exact bytes of a visible delivery.
 pub async fn delivery_body(pool: &PgPool, scope: &Scope, seq: i64) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    delivery_body_query(scope, seq).build_query_scalar().fetch_optional(pool).await
+}
+
+pub fn delivery_body_query(scope: &Scope, seq: i64) -> Built {
     let mut q = select(
         "SELECT d.body FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq \
          LEFT JOIN tickets t ON t.name = e.ticket_name",
     );
     and_eq(&mut q, "d.seq", Some(seq));
     and_delivery_tenant(&mut q, scope);
-    q.build_query_scalar().fetch_optional(pool).await
+    q
 }
 
 // ---------------------------------------------------------------- health

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod columns;
 mod edge;
 mod ingest;
 mod ledger;
