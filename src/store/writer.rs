@@ -77,24 +77,20 @@ impl Writer {
         let (done, finished) = oneshot::channel::<bool>();
         let (writer_pool, writer_activity, writer_alive) = (pool.clone(), activity.clone(), alive.clone());
         std::thread::Builder::new().name("ticket-audit-writer".into()).spawn(move || {
-            let mut restarts: Vec<Instant> = Vec::new();
+            let mut budget = RestartBudget::default();
             let drained = loop {
                 let run = AssertUnwindSafe(run(&writer_pool, &mut rx, max_batch.max(1), &writer_activity));
                 match runtime.block_on(run.catch_unwind()) {
                     Ok(()) => break true,
                     Err(panic) => {
-                        let now = Instant::now();
-                        restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-                        restarts.push(now);
-                        metrics::counter!("ticket_audit_writer_restarts_total").increment(1);
-                        tracing::error!(panic = panic_text(&panic), restarts = restarts.len(), "the writer panicked");
-                        if restarts.len() > MAX_RESTARTS {
+                        tracing::error!(panic = panic_text(&panic), "the writer panicked");
+                        if !budget.allow(Instant::now()) {
                             tracing::error!(
-                                "the writer panicked {} times within {RESTART_WINDOW:?}: giving up",
-                                restarts.len()
+                                "the writer panicked {MAX_RESTARTS} times within {RESTART_WINDOW:?}: giving up"
                             );
                             break false;
                         }
+                        metrics::counter!("ticket_audit_writer_restarts_total").increment(1);
                     }
                 }
             };
@@ -150,6 +146,25 @@ impl Writer {
     /// False once the supervisor has given up on the writer (or it has drained and ended).
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+}
+
+/// The supervisor's rule: a restart is allowed while fewer than [`MAX_RESTARTS`] happened in the
+/// last [`RESTART_WINDOW`]. A writer that panics on every batch is given up on within seconds;
+/// one that panics once a day runs for ever.
+#[derive(Debug, Default)]
+struct RestartBudget {
+    recent: Vec<Instant>,
+}
+
+impl RestartBudget {
+    fn allow(&mut self, now: Instant) -> bool {
+        self.recent.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if self.recent.len() >= MAX_RESTARTS {
+            return false;
+        }
+        self.recent.push(now);
+        true
     }
 }
 
@@ -267,5 +282,44 @@ fn db_code(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()).unwrap_or_default(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_are_allowed_until_too_many_come_too_close() {
+        let t0 = Instant::now();
+        let mut b = RestartBudget::default();
+        for i in 0..MAX_RESTARTS {
+            assert!(b.allow(t0 + Duration::from_secs(i as u64)), "restart {i}");
+        }
+        assert!(!b.allow(t0 + Duration::from_secs(10)), "one more within the window is refused");
+        let later = t0 + RESTART_WINDOW + Duration::from_secs(MAX_RESTARTS as u64);
+        assert!(b.allow(later), "the window has moved on");
+    }
+
+    #[test]
+    fn large_deliveries_get_transactions_of_their_own() {
+        let job = |commands: usize| {
+            let cmds: Vec<_> = (0..commands).map(|i| serde_json::json!({"command": i.to_string()})).collect();
+            let body = serde_json::json!({"Action": "POST:Ticket/SendTicketMessage", "Data": {"RequestBody": {"ticketName": "T"},
+                "ResponseBody": {"data": {"executedCmds": cmds}}}}).to_string();
+            let delivery = crate::ingest::prepare(
+                body.into_bytes(),
+                Default::default(),
+                time::OffsetDateTime::now_utc(),
+                usize::MAX,
+            )
+            .unwrap();
+            Job { delivery, reply: oneshot::channel().0 }
+        };
+        let sizes = |batches: Vec<Vec<Job>>| -> Vec<usize> { batches.iter().map(Vec::len).collect() };
+        assert_eq!(sizes(by_rows((0..10).map(|_| job(0)).collect(), BATCH_ROWS)), [10]);
+        assert_eq!(sizes(by_rows(vec![job(1), job(BATCH_ROWS), job(1), job(1)], BATCH_ROWS)), [1, 1, 2]);
+        assert_eq!(sizes(by_rows(vec![job(10), job(10), job(10)], 25)), [2, 1]);
+        assert!(by_rows(Vec::new(), BATCH_ROWS).is_empty());
     }
 }
