@@ -1,9 +1,11 @@
 //! The pure domain: parsing a delivery and deriving the rows it produces. No I/O, no HTTP, no SQL.
 
+pub mod checkpoint;
 pub mod delivery;
 pub mod json;
 pub mod key;
 pub mod ledger;
+pub mod merkle;
 pub mod normalize;
 pub mod ticket;
 pub mod timestamp;
