@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod delivery;
+pub mod evidence;
 pub mod json;
 pub mod key;
 pub mod ledger;

@@ -6,6 +6,7 @@ mod auth;
 mod columns;
 mod edge;
 mod ingest;
+mod interop;
 mod ledger;
 mod limits;
 mod metrics;
