@@ -11,6 +11,7 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const DEFAULT_BATCH_MAX: usize = 256;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
 
 /// A value that must never be printed: its Debug shows nothing of it.
 #[derive(Clone)]
@@ -75,6 +76,52 @@ pub enum Command {
     Import(ImportArgs),
     /// Rebuild the normalized tables from the stored deliveries.
     Reproject(DatabaseArgs),
+    /// Write a checkpoint signing key (a file, mode 0600) and print its verifier key.
+    Keygen(KeygenArgs),
+    /// Print a command's evidence document: what `check-evidence` checks offline.
+    Evidence(EvidenceArgs),
+    /// Check an evidence document offline (no database, no network); exit non-zero naming what failed.
+    CheckEvidence(CheckEvidenceArgs),
+}
+
+/// The verifiable log's signing key and checkpoints.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckpointSettings {
+    /// The checkpoint signing key (`ticket-audit keygen` writes one). Without it, one is generated
+    /// in DATA_DIR on first start (checkpoint.key) and its verifier key is logged.
+    #[arg(long, env = "CHECKPOINT_KEY_FILE")]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// The log's name in its checkpoints, unique per deployment (the key's name; by default the
+    /// name the key was made with).
+    #[arg(long, env = "CHECKPOINT_ORIGIN")]
+    pub checkpoint_origin: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// The key's name: the log's origin. Defaults to CHECKPOINT_ORIGIN.
+    #[arg(long, env = "CHECKPOINT_ORIGIN")]
+    pub name: Option<String>,
+    /// Where to write the key (refuses to overwrite).
+    #[arg(long, default_value = "checkpoint.key")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The command's id, as the read API gives it (`SEQ.POSITION`).
+    pub command_id: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckEvidenceArgs {
+    /// The log's verifier key line (from GET /api/v1/ledger/key), or a file holding it.
+    #[arg(long)]
+    pub key: String,
+    /// The evidence document (`-` for standard input).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -87,6 +134,16 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also prove that today's tree extends this checkpoint, saved earlier (a signed note), and
+    /// that every stored tree hash matches the deliveries.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// The verifier key to check the checkpoint's signature with (a line or a file); by default
+    /// the configured signing key's.
+    #[arg(long, value_name = "VERIFIER_KEY", requires = "checkpoint")]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub signing: CheckpointSettings,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -181,6 +238,14 @@ pub struct HttpSettings {
     /// no single delivery holds up everyone else's for long.
     #[arg(long, env = "MAX_DELIVERY_ROWS", default_value_t = crate::ingest::DEFAULT_MAX_DELIVERY_ROWS)]
     pub max_delivery_rows: usize,
+    #[command(flatten)]
+    pub signing: CheckpointSettings,
+    /// Most often a checkpoint is signed while the tree grows, in milliseconds.
+    #[arg(long, env = "CHECKPOINT_INTERVAL_MS", default_value_t = DEFAULT_CHECKPOINT_INTERVAL_MS)]
+    pub checkpoint_interval_ms: u64,
+    /// Also write every checkpoint signed here, one file each (somewhere the database's superuser cannot reach).
+    #[arg(long, env = "CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -196,6 +261,9 @@ impl Default for HttpSettings {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_delivery_rows: crate::ingest::DEFAULT_MAX_DELIVERY_ROWS,
+            signing: CheckpointSettings::default(),
+            checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
+            checkpoint_dir: None,
         }
     }
 }

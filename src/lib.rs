@@ -2,10 +2,12 @@
 //! each byte for byte in a hash-chained ledger, normalizes them into tickets, messages and
 //! commands, and serves them over a read API.
 
+pub mod checkpointing;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod log_commands;
 pub mod postgres_local;
 pub mod store;
 pub mod telemetry;
@@ -75,6 +77,11 @@ impl Database {
 pub async fn migrate(options: &PgConnectOptions) -> Result<usize, BoxError> {
     let mut conn = options.connect().await?;
     let applied = store::migrate::run(&mut conn).await?;
+    // The verifiable log's tree over deliveries stored before it (V7), or by an older build.
+    let added = store::tree::catch_up(&mut conn).await?;
+    if added > 0 {
+        tracing::info!(leaves = added, "the verifiable log's tree now covers every stored delivery");
+    }
     conn.close().await?;
     Ok(applied)
 }
@@ -100,6 +107,8 @@ pub async fn serve(
     if api_auth.is_open() {
         tracing::warn!("API_TOKENS is not set: the read API is open to anyone who can reach it");
     }
+    let signer = checkpointing::load_signer(&settings.signing, &pools.data_dir)?;
+    tracing::info!(origin = signer.name(), verifier_key = %signer.verifier(), "checkpoints are signed with this key");
     let acquire = Duration::from_millis(pools.db_acquire_timeout_ms);
     let role = match store::can_use_writer_role(&db).await {
         Ok(true) => Some(store::WRITER_ROLE),
@@ -121,7 +130,16 @@ pub async fn serve(
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max)?;
     let (stop_classifier, stop) = tokio::sync::watch::channel(false);
+    let (stop_checkpoints, checkpoints_stop) = tokio::sync::watch::channel(false);
     let classifier = store::classify::spawn(pool.clone(), writer.activity(), stop);
+    let log_key = signer.verifier();
+    let checkpointer = checkpointing::spawn(
+        pool.clone(),
+        signer,
+        Duration::from_millis(settings.checkpoint_interval_ms),
+        settings.checkpoint_dir.clone(),
+        checkpoints_stop,
+    );
     let state = http::AppState::new(http::Inner {
         pool: pool.clone(),
         writer,
@@ -129,6 +147,7 @@ pub async fn serve(
         api_auth,
         max_body_bytes: settings.max_body_bytes,
         max_delivery_rows: settings.max_delivery_rows,
+        log_key,
     });
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -165,6 +184,9 @@ pub async fn serve(
     let _ = stop_classifier.send(true);
     let drained = writer_task.await;
     classifier.await?;
+    // Last, so that its last checkpoint covers everything the writer committed.
+    let _ = stop_checkpoints.send(true);
+    checkpointer.await?;
     if stop.await {
         return Err("the writer stopped and could not be restarted: no delivery can be stored".into());
     }
@@ -187,14 +209,31 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Verify(args) => {
             let expect = args.expect_head.as_deref().map(store::ledger::parse_head).transpose()?;
-            let report =
-                with_database(
-                    &args.database,
-                    |mut conn| async move { Ok(store::ledger::verify(&mut conn, expect).await?) },
-                )
-                .await?;
+            // The checkpoint and its key are read before the database: a wrong path fails first.
+            let saved = match &args.checkpoint {
+                Some(path) => {
+                    let note = std::fs::read_to_string(path)
+                        .map_err(|e| format!("reading the checkpoint {}: {e}", path.display()))?;
+                    let key = match &args.key {
+                        Some(k) => log_commands::parse_verifier(k)?,
+                        None => log_commands::configured_verifier(&args.signing, &args.database.data_dir)?,
+                    };
+                    Some((note, key))
+                }
+                None => None,
+            };
+            let (report, log) = with_database(&args.database, |mut conn| async move {
+                let report = store::ledger::verify(&mut conn, expect).await?;
+                let log = match &saved {
+                    Some((note, key)) => Some(log_commands::check_checkpoint(&mut conn, note, key).await?),
+                    None => None,
+                };
+                Ok((report, log))
+            })
+            .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let both = serde_json::json!({"record": report, "checkpoint": log});
+                println!("{}", serde_json::to_string_pretty(if log.is_some() { &both } else { &both["record"] })?);
             } else {
                 println!(
                     "checked {} deliveries and {} commands; head {}:{}",
@@ -203,17 +242,34 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                     report.head.seq,
                     hex::encode(&report.head.hash)
                 );
-            }
-            match report.first_break {
-                None => {
-                    println!("OK: the record is whole and unaltered");
-                    Ok(())
-                }
-                Some(b) => {
-                    let kind = serde_json::to_value(b.kind)?;
-                    Err(format!("BROKEN at seq {}: {} ({})", b.seq, kind.as_str().unwrap_or("?"), b.detail).into())
+                if let Some(log) = log.as_ref().filter(|l| l.ok) {
+                    println!(
+                        "checked every stored tree hash; the tree of {} leaves extends the checkpoint of {}",
+                        log.tree_size,
+                        log.checkpoint_size.unwrap_or(0)
+                    );
                 }
             }
+            if let Some(b) = report.first_break {
+                let kind = serde_json::to_value(b.kind)?;
+                return Err(format!("BROKEN at seq {}: {} ({})", b.seq, kind.as_str().unwrap_or("?"), b.detail).into());
+            }
+            if let Some(b) = log.and_then(|l| l.first_break) {
+                let kind = serde_json::to_value(b.kind)?;
+                return Err(format!("BROKEN: {} ({})", kind.as_str().unwrap_or("?"), b.detail).into());
+            }
+            println!("OK: the record is whole and unaltered");
+            Ok(())
+        }
+        Command::Keygen(args) => log_commands::keygen(&args),
+        Command::CheckEvidence(args) => log_commands::check_evidence(&args),
+        Command::Evidence(args) => {
+            let doc = with_database(&args.database, |mut conn| async move {
+                Ok(http::proofs::evidence_of(&mut conn, &store::Scope::All, &args.command_id).await?)
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
         }
         Command::Export(args) => {
             let n = with_database(&args.database, |mut conn| async move {

@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod pagination;
+pub mod proofs;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct Inner {
     pub max_body_bytes: usize,
     /// Most messages and commands taken from one delivery (`MAX_DELIVERY_ROWS`).
     pub max_delivery_rows: usize,
+    /// The verifier key of the log's checkpoints.
+    pub log_key: crate::domain::checkpoint::Verifier,
 }
 
 impl std::ops::Deref for AppState {
@@ -93,7 +96,13 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deliveries::raw))
         .routes(routes!(ledger::head))
         .routes(routes!(ledger::verify))
-        .routes(routes!(anomalies::list));
+        .routes(routes!(anomalies::list))
+        .routes(routes!(proofs::checkpoint))
+        .routes(routes!(proofs::checkpoints))
+        .routes(routes!(proofs::key))
+        .routes(routes!(proofs::inclusion))
+        .routes(routes!(proofs::consistency))
+        .routes(routes!(proofs::command_evidence));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ingest::receive))
         .nest("/api/v1", api)

@@ -7,7 +7,9 @@ use sqlx::{Acquire, PgConnection};
 use time::OffsetDateTime;
 
 use super::text::{escape, PgText};
-use crate::domain::ledger::{chain_hash, ChainedFields, Hash};
+use super::tree;
+use crate::domain::ledger::{chain_hash, leaf_hash, ChainedFields, Hash};
+use crate::domain::merkle::RightEdge;
 use crate::domain::timestamp::truncate_to_micros;
 use crate::domain::{DeliveryKey, Normalized, TicketState};
 
@@ -62,12 +64,21 @@ pub fn chain_link(
 
 /// Stores a batch in one transaction: takes the ledger head (serializing writers across
 /// processes), answers duplicates with their original seq, gives new deliveries the next
-/// sequence numbers, chain hashes and a recorded time, projects them, and commits. One outcome
-/// per input.
-pub async fn write_batch(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Result<Vec<Outcome>, sqlx::Error> {
+/// sequence numbers, chain hashes and a recorded time, grows the verifiable log's tree by their
+/// leaves, projects them, and commits. One outcome per input.
+///
+/// `tree` is the caller's copy of the tree's right edge; it is rebuilt from the stored hashes
+/// when it is not the head's (first batch, or another process wrote), and replaced once the
+/// batch has committed.
+pub async fn write_batch(
+    conn: &mut PgConnection,
+    batch: &[&NewDelivery],
+    tree: &mut Option<RightEdge>,
+) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let (mut head_seq, head_hash, head_at): (i64, Vec<u8>, Option<OffsetDateTime>) =
         sqlx::query_as("SELECT seq, hash, at FROM ledger_head FOR UPDATE").fetch_one(&mut *tx).await?;
+    let mut edge = tree::edge_at_head(&mut tx, tree.as_ref(), head_seq).await?;
     let mut prev: Hash =
         head_hash.try_into().map_err(|_| sqlx::Error::Protocol("ledger_head.hash is not 32 bytes".into()))?;
     // Taken while the head is held, and never before the previous batch's: times along seq never
@@ -97,6 +108,7 @@ pub async fn write_batch(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Res
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut in_batch: HashMap<(&str, &str), i64> = HashMap::new();
     let mut fresh: Vec<Projected<'_>> = Vec::new();
+    let mut leaves = Vec::new();
     let mut rows = DeliveryColumns::default();
     for d in batch {
         let (scope, key) = d.key.identity();
@@ -109,6 +121,15 @@ pub async fn write_batch(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Res
         let n = &d.normalized;
         prev = chain_link(&prev, head_seq, d.received_at, key, n.action.as_deref(), n.status_code, &d.body_sha256);
         rows.push(head_seq, d, recorded_at, prev);
+        // The log's leaf takes the strings as they are, where the chain takes them as stored.
+        leaves.push(leaf_hash(&ChainedFields {
+            seq: head_seq,
+            received_at: d.received_at,
+            key,
+            action: n.action.as_deref(),
+            status_code: n.status_code,
+            body_sha256: &d.body_sha256,
+        }));
         in_batch.insert((scope, key), head_seq);
         fresh.push(Projected { seq: head_seq, at: recorded_at, normalized: &d.normalized });
         outcomes.push(Outcome { seq: head_seq, duplicate: false });
@@ -120,8 +141,10 @@ pub async fn write_batch(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Res
         conflicts = projection.anomalies.seq.len();
         let head = Head { seq: head_seq, hash: prev.to_vec(), at: recorded_at };
         store(&mut tx, &rows, &projection, Some(&head)).await?;
+        tree::append(&mut tx, &mut edge, &leaves).await?;
     }
     tx.commit().await?;
+    *tree = Some(edge);
     if conflicts > 0 {
         metrics::counter!("ticket_audit_tenant_conflicts_total").increment(conflicts as u64);
     }

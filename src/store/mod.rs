@@ -2,12 +2,14 @@
 
 pub mod batch;
 pub mod classify;
+pub mod evidence;
 pub mod export;
 pub mod ledger;
 pub mod migrate;
 pub mod read;
 pub mod reproject;
 pub mod text;
+pub mod tree;
 pub mod writer;
 
 use std::time::Duration;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{write_batch, NewDelivery, Outcome};
 use super::classify::WriterActivity;
+use crate::domain::merkle::RightEdge;
 
 /// Restarts the supervisor allows within [`RESTART_WINDOW`] before it gives up.
 pub const MAX_RESTARTS: usize = 5;
@@ -174,11 +175,13 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
 
 async fn run(pool: &PgPool, rx: &mut mpsc::Receiver<Job>, max_batch: usize, activity: &WriterActivity) {
     let mut jobs = Vec::with_capacity(max_batch);
+    // The verifiable log's right edge, kept between batches (rebuilt from the database when stale).
+    let mut tree = None;
     while rx.recv_many(&mut jobs, max_batch).await > 0 {
         for batch in by_rows(std::mem::take(&mut jobs), BATCH_ROWS) {
             metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
             let start = Instant::now();
-            commit(pool, batch).await;
+            commit(pool, batch, &mut tree).await;
             let spent = start.elapsed();
             metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
             activity.record(spent);
@@ -214,8 +217,8 @@ enum Failure {
     Database(sqlx::Error),
 }
 
-async fn commit(pool: &PgPool, jobs: Vec<Job>) {
-    match store(pool, jobs.iter().map(|j| &j.delivery).collect()).await {
+async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>) {
+    match store(pool, jobs.iter().map(|j| &j.delivery).collect(), tree).await {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
@@ -225,7 +228,7 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
             // One delivery the database refuses must not hold back the others: store one by one.
             tracing::warn!(error = %why, size = jobs.len(), "batch refused; storing its deliveries one by one");
             for job in jobs {
-                Box::pin(commit(pool, vec![job])).await;
+                Box::pin(commit(pool, vec![job], tree)).await;
             }
         }
         Err(Failure::Item(why)) => {
@@ -234,7 +237,7 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
             let mut raw = job.delivery.clone();
             raw.normalized = raw.normalized.unprojected(Some(format!("its projection could not be stored ({why})")));
             raw.unprojected = true;
-            let result = match store(pool, vec![&raw]).await {
+            let result = match store(pool, vec![&raw], tree).await {
                 Ok(o) => Ok(o[0]),
                 Err(Failure::Database(e)) => Err(WriteError::Unavailable(Arc::new(e))),
                 Err(Failure::Item(why)) => {
@@ -254,11 +257,11 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>) {
     }
 }
 
-async fn store(pool: &PgPool, batch: Vec<&NewDelivery>) -> Result<Vec<Outcome>, Failure> {
+async fn store(pool: &PgPool, batch: Vec<&NewDelivery>, tree: &mut Option<RightEdge>) -> Result<Vec<Outcome>, Failure> {
     let mut conn = pool.acquire().await.map_err(Failure::Database)?;
     // A panic while encoding a value is a fault of ours, but one a delivery's content set off:
     // it is that delivery's failure, not the writer's end.
-    match AssertUnwindSafe(write_batch(&mut conn, &batch)).catch_unwind().await {
+    match AssertUnwindSafe(write_batch(&mut conn, &batch, tree)).catch_unwind().await {
         Ok(Ok(outcomes)) => Ok(outcomes),
         Ok(Err(e)) if refused_item(&e) => Err(Failure::Item(format!("SQLSTATE {}: {e}", db_code(&e)))),
         Ok(Err(e)) => Err(Failure::Database(e)),

@@ -95,8 +95,45 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<Result<(), ticket_audit::BoxError>>>,
 }
 
+/// Every test app signs checkpoints with one key made for the run, often (10 ms), so a test
+/// waits for one only as long as it takes.
 pub fn settings() -> HttpSettings {
-    HttpSettings::default()
+    let mut s = HttpSettings { checkpoint_interval_ms: 10, ..HttpSettings::default() };
+    s.signing.checkpoint_key_file = Some(test_key_file().into());
+    s
+}
+
+/// The run's checkpoint signing key file (a temporary file, written once).
+pub fn test_key_file() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("ticket-audit-test-key-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let signer = ticket_audit::domain::checkpoint::Signer::generate("test.ticket-audit/log").unwrap();
+        ticket_audit::checkpointing::write_key_file(&path, &signer).unwrap();
+        path.to_str().unwrap().to_owned()
+    })
+}
+
+/// The verifier key of [`test_key_file`].
+pub fn test_verifier() -> ticket_audit::domain::checkpoint::Verifier {
+    ticket_audit::checkpointing::read_key_file(test_key_file().as_ref()).unwrap().verifier()
+}
+
+/// Returns once a checkpoint signs at least `size` leaves; its note.
+pub async fn until_checkpoint(db: &PgPool, size: i64) -> String {
+    loop {
+        let note: Option<String> =
+            sqlx::query_scalar("SELECT note FROM checkpoints WHERE tree_size >= $1 ORDER BY id DESC LIMIT 1")
+                .bind(size)
+                .fetch_optional(db)
+                .await
+                .unwrap();
+        if let Some(note) = note {
+            return note;
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 pub fn pools() -> DatabaseArgs {
@@ -354,6 +391,7 @@ pub fn start_binary(env: &[(&str, &str)]) -> Binary {
         .arg("serve")
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
+        .env("CHECKPOINT_KEY_FILE", test_key_file())
         .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

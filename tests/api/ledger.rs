@@ -383,3 +383,145 @@ async fn ledger_endpoints_are_for_admins() {
     assert_eq!(broken["ok"], false);
     assert_eq!(broken["break"]["kind"], "command_edited");
 }
+
+/// A superuser's rewrite of history with every hash recomputed: the chain and the tree, from
+/// the (already edited) deliveries up.
+async fn rehash_everything(app: &TestApp) {
+    let rows = chain_rows(&app.db).await;
+    let chain = recompute_chain(&rows);
+    let mut sql = String::from("DELETE FROM tree_hashes;");
+    for ((s, ..), h) in rows.iter().zip(&chain) {
+        sql.push_str(&format!("UPDATE deliveries SET hash = '\\x{}' WHERE seq = {s};", hex::encode(h)));
+    }
+    sql.push_str(&format!(
+        "UPDATE ledger_head SET seq = {}, hash = '\\x{}';",
+        rows.len(),
+        hex::encode(chain.last().unwrap())
+    ));
+    tamper(app, &sql).await;
+    let mut conn = app.db.acquire().await.unwrap();
+    ticket_audit::store::tree::catch_up(&mut conn).await.unwrap();
+}
+
+/// `verify --checkpoint` and `check-evidence` with the key of before, after each kind of tampering.
+#[tokio::test]
+async fn the_verifiable_log_catches_edits_deletions_insertions_and_rewrites_with_the_old_key() {
+    use ticket_audit::domain::checkpoint::{Checkpoint, Signer};
+    let scratch = crate::interop::Scratch::new();
+    let old_key = test_verifier().to_string();
+    // (what the superuser does; whether it then rehashes everything and re-signs with a new key;
+    // what verify names; what check-evidence may name for command 2.3, none: its delivery is gone)
+    let cases: &[(&str, &str, bool, &str, &[&str])] = &[
+        (
+            "edits a body",
+            "UPDATE deliveries SET body = convert_to(replace(convert_from(body, 'UTF8'), 'bucket-1', 'bucket-2'), 'UTF8') WHERE seq = 2",
+            false,
+            "body_edited",
+            &["FAILED body"],
+        ),
+        (
+            "edits a body and its hash, rehashing everything",
+            "UPDATE deliveries SET body = convert_to(replace(convert_from(body, 'UTF8'), 'bucket-1', 'bucket-2'), 'UTF8'),
+             body_sha256 = sha256(convert_to(replace(convert_from(body, 'UTF8'), 'bucket-1', 'bucket-2'), 'UTF8')) WHERE seq = 2;
+             UPDATE commands SET result = 'bucket-2' WHERE seq = 2 AND result = 'bucket-1'",
+            true,
+            "history_rewritten",
+            &["FAILED key_id", "FAILED audit_path"],
+        ),
+        ("deletes a delivery", "DELETE FROM deliveries WHERE seq = 2", false, "row_deleted", &[]),
+        (
+            "deletes a delivery, renumbering and rehashing everything",
+            "DELETE FROM deliveries WHERE seq = 1; DELETE FROM action_events WHERE seq = 1;
+             UPDATE deliveries SET seq = seq - 1; UPDATE action_events SET seq = seq - 1;
+             UPDATE commands SET seq = seq - 1, position = position; UPDATE messages SET seq = seq - 1",
+            true,
+            "history_truncated",
+            &["FAILED key_id", "FAILED audit_path"],
+        ),
+        (
+            "inserts a delivery before the others, renumbering and rehashing everything",
+            "UPDATE deliveries SET seq = seq + 1000; UPDATE deliveries SET seq = seq - 999;
+             UPDATE commands SET seq = seq + 1000; UPDATE commands SET seq = seq - 999;
+             UPDATE action_events SET seq = seq + 1000; UPDATE action_events SET seq = seq - 999;
+             UPDATE messages SET seq = seq + 1000; UPDATE messages SET seq = seq - 999;
+             INSERT INTO deliveries (seq, received_at, dedup_key, key_source, body, body_sha256, hash)
+             VALUES (1, now(), 'forged', 'webhook-id', '{}', sha256('{}'), sha256('x'))",
+            true,
+            "history_rewritten",
+            &["FAILED key_id", "FAILED audit_path"],
+        ),
+    ];
+    for (what, sql, resign, verify_names, evidence_names) in cases {
+        let app = spawn_app().await;
+        varied(&app).await;
+        let saved = scratch.write("saved.checkpoint", &until_checkpoint(&app.db, 11).await);
+        let commands = walk(&app, "/api/v1/tickets/A-1/commands", None).await;
+        let id = commands[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(id, "2.3");
+        let before = app.get_json(&format!("/api/v1/commands/{id}/evidence")).await;
+        let verify = || {
+            Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
+                .args(["verify", "--checkpoint", &saved, "--key", &old_key])
+                .env("DATABASE_URL", database_url(&app.db_name))
+                .output()
+                .unwrap()
+        };
+        let ok = verify();
+        assert!(ok.status.success(), "{what}, before: {}", String::from_utf8_lossy(&ok.stderr));
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("extends the checkpoint of 11"));
+
+        tamper(&app, sql).await;
+        if *resign {
+            rehash_everything(&app).await;
+            // The service itself refuses to sign a tree that does not extend what it signed.
+            let real = ticket_audit::checkpointing::read_key_file(test_key_file().as_ref()).unwrap();
+            let cp = Checkpoint::open(&std::fs::read_to_string(&saved).unwrap(), &real.verifier()).unwrap();
+            let mut last = Some(ticket_audit::checkpointing::Signed { size: cp.size, root: cp.root });
+            let refused = ticket_audit::checkpointing::sign_if_grown(&app.db, &real, None, &mut last).await;
+            assert!(refused.unwrap_err().to_string().contains("NOT SIGNING"), "{what}");
+            // A checkpoint of the rewritten tree, signed with a key of the superuser's making.
+            let forger = Signer::generate("test.ticket-audit/log").unwrap();
+            let mut conn = app.db.acquire().await.unwrap();
+            let (size, root) = ticket_audit::store::tree::current(&mut conn).await.unwrap();
+            let note = Checkpoint { origin: forger.name().into(), size, root }.sign(&forger).unwrap();
+            ticket_audit::store::tree::insert_checkpoint(&mut conn, size, &root, forger.verifier().key_id(), &note)
+                .await
+                .unwrap();
+            // The rewrite passes every check that has no memory of before.
+            assert_eq!(check(&app, None).await, None, "{what}: the chain alone is fooled");
+        }
+        let broken = verify();
+        assert!(!broken.status.success(), "{what}: verify --checkpoint passed");
+        let stderr = String::from_utf8_lossy(&broken.stderr);
+        assert!(stderr.contains(verify_names), "{what}: {stderr}");
+
+        // The evidence served now, checked with the key of before.
+        let now = app.get(&format!("/api/v1/commands/{id}/evidence"), None).await;
+        if evidence_names.is_empty() {
+            assert_eq!(now.status(), 404, "{what}: no evidence for a command whose delivery is gone");
+        } else {
+            let doc: serde_json::Value = if now.status() == 200 {
+                now.json().await.unwrap()
+            } else {
+                // The command was renumbered away: the auditor's saved copy, with today's audit path.
+                let mut doc = before.clone();
+                let p = app.get_json("/api/v1/ledger/proof/inclusion?seq=2&tree_size=11").await;
+                doc["inclusion"] = p["hashes"].clone();
+                doc
+            };
+            let file = scratch.write("evidence.json", &doc.to_string());
+            let out = Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
+                .args(["check-evidence", "--key", &old_key, &file])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{what}: check-evidence passed");
+            assert!(evidence_names.iter().any(|n| stderr.contains(n)), "{what}: {stderr}");
+            // And the Python checker agrees it is broken.
+            assert!(crate::interop::python_check(&["evidence", &old_key, &file]).is_err(), "{what}");
+        }
+        // What the auditor saved before still checks: the truth, signed.
+        let file = scratch.write("before.json", &before.to_string());
+        assert!(crate::interop::python_check(&["evidence", &old_key, &file]).is_ok(), "{what}");
+    }
+}

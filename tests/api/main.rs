@@ -20,3 +20,4 @@ mod reports;
 mod resilience;
 mod secrets;
 mod tenancy;
+mod verifiable;
