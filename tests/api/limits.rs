@@ -182,10 +182,16 @@ async fn the_openapi_document_describes_the_real_routes() {
         [
             "GET /api/v1/anomalies",
             "GET /api/v1/commands",
+            "GET /api/v1/commands/{id}/evidence",
             "GET /api/v1/deliveries",
             "GET /api/v1/deliveries/{id}",
             "GET /api/v1/deliveries/{id}/raw",
+            "GET /api/v1/ledger/checkpoint",
+            "GET /api/v1/ledger/checkpoints",
             "GET /api/v1/ledger/head",
+            "GET /api/v1/ledger/key",
+            "GET /api/v1/ledger/proof/consistency",
+            "GET /api/v1/ledger/proof/inclusion",
             "GET /api/v1/ledger/verify",
             "GET /api/v1/tickets",
             "GET /api/v1/tickets/{name}",
@@ -199,9 +205,16 @@ async fn the_openapi_document_describes_the_real_routes() {
     );
     // Each documented route is served.
     app.deliver(&fixture("add_ticket.json")).await;
+    app.deliver(&message("TICKET-12345", "q", "a", &[("uptime", "up")])).await;
+    until_checkpoint(&app.db, 2).await;
     for route in &routes {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{id}", "1").replace("{name}", "TICKET-12345");
+        let path = match path {
+            "/api/v1/commands/{id}/evidence" => "/api/v1/commands/2.3/evidence".to_owned(),
+            "/api/v1/ledger/proof/inclusion" => format!("{path}?seq=1&tree_size=2"),
+            "/api/v1/ledger/proof/consistency" => format!("{path}?first=1&second=2"),
+            _ => path.replace("{id}", "1").replace("{name}", "TICKET-12345"),
+        };
         let res = app.client.request(method.parse().unwrap(), app.url(&path)).body("{}").send().await.unwrap();
         assert!(res.status().is_success(), "{route}: {}", res.status());
     }
