@@ -129,6 +129,7 @@ pub async fn sign_if_grown(
             check_tree(&proof, size, &root, prev.size, &prev.root).is_ok()
         };
         if !extends {
+            metrics::counter!("ticket_audit_checkpoint_refusals_total").increment(1);
             return Err(format!(
                 "NOT SIGNING: the stored tree (size {size}) does not extend the last checkpoint signed (size {}): \
                  the record was changed under the service; run `ticket-audit verify --checkpoint`",
@@ -144,6 +145,7 @@ pub async fn sign_if_grown(
         std::fs::write(&path, &note).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     *last = Some(Signed { size, root });
+    metrics::gauge!("ticket_audit_checkpoint_tree_size").set(size as f64);
     Ok(Some(row))
 }
 

@@ -296,6 +296,9 @@ async fn import_ingests_as_if_received_and_is_idempotent() {
     assert_eq!(summary, json!({"lines": 5, "stored": 4, "duplicates": 0, "refused": 1}));
     assert!(String::from_utf8_lossy(&first.stderr).contains("line 5: refused"));
 
+    // Imported deliveries are in the verifiable log like received ones.
+    let hashes: i64 = sqlx::query_scalar("SELECT count(*) FROM tree_hashes").fetch_one(&app.db).await.unwrap();
+    assert_eq!(hashes as u64, ticket_audit::domain::merkle::stored_hash_count(4));
     let (key, at): (String, time::OffsetDateTime) =
         sqlx::query_as("SELECT dedup_key, received_at FROM deliveries WHERE seq = 1").fetch_one(&app.db).await.unwrap();
     assert_eq!(key, "msg_a");

@@ -243,3 +243,37 @@ async fn the_tree_is_built_for_deliveries_stored_before_it() {
         sqlx::query_as("SELECT index, hash FROM tree_hashes ORDER BY index").fetch_all(&app.db).await.unwrap();
     assert_eq!(after, before, "the same tree, rebuilt from the deliveries");
 }
+
+#[test]
+fn keys_are_generated_once_in_the_data_dir_mode_0600_and_keygen_writes_them() {
+    use std::os::unix::fs::PermissionsExt;
+    use ticket_audit::checkpointing::{load_signer, GENERATED_KEY_FILE};
+    use ticket_audit::config::CheckpointSettings;
+    let scratch = Scratch::new();
+    let data = scratch.0.join("data");
+    let first = load_signer(&CheckpointSettings::default(), &data).unwrap();
+    let file = data.join(GENERATED_KEY_FILE);
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(first.name().starts_with("ticket-audit/"), "a unique origin: {}", first.name());
+    let again = load_signer(&CheckpointSettings::default(), &data).unwrap();
+    assert_eq!(again.verifier(), first.verifier(), "the same key on every start");
+    let other = CheckpointSettings { checkpoint_origin: Some("elsewhere".into()), ..Default::default() };
+    assert!(load_signer(&other, &data).unwrap_err().to_string().contains("keygen --name elsewhere"));
+
+    let out = scratch.0.join("audit.key");
+    let keygen = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
+            .args(["keygen", "--name", name, "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let made = keygen("audit.example/log");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let printed = Verifier::parse(String::from_utf8_lossy(&made.stdout).trim()).unwrap();
+    assert_eq!(printed.name(), "audit.example/log");
+    let given = CheckpointSettings { checkpoint_key_file: Some(out.clone()), ..Default::default() };
+    assert_eq!(load_signer(&given, &data).unwrap().verifier(), printed);
+    assert!(!keygen("audit.example/log").status.success(), "an existing key file is never replaced");
+    assert!(!keygen("two words").status.success());
+}
