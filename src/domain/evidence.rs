@@ -44,20 +44,20 @@ pub struct EvidenceDelivery {
     pub body: Vec<u8>,
 }
 
-/// What a check found wrong, first failure only.
+/// What a check found wrong, first failure only; [`EvidenceFailure::kind`] names the check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceFailure {
-    #[error("checkpoint signature: {0}")]
+    #[error("{0}")]
     Checkpoint(#[source] NoteError),
-    #[error("tree size: the document says {document}, its checkpoint signs {signed}")]
+    #[error("the document says tree_size {document}, its checkpoint signs {signed}")]
     TreeSize { document: u64, signed: u64 },
-    #[error("body: the raw body does not hash to the body_sha256 given")]
+    #[error("the raw body does not hash to the body_sha256 given")]
     Body,
-    #[error("leaf: {0}")]
+    #[error("{0}")]
     Leaf(String),
-    #[error("audit path: the inclusion proof of leaf {leaf_index} does not lead to the checkpoint's root ({reason})")]
+    #[error("the inclusion proof of leaf {leaf_index} does not lead to the checkpoint's root ({reason})")]
     AuditPath { leaf_index: u64, reason: String },
-    #[error("command: {0}")]
+    #[error("{0}")]
     Command(String),
 }
 
