@@ -62,6 +62,20 @@ pub async fn inclusion(conn: &mut PgConnection, size: u64, index: u64) -> Result
     merkle::record_proof(size, index, &hashes).map_err(|e| corrupt(e.to_string()))
 }
 
+/// The stored hash of leaf `index` and its audit path in the tree of `size` leaves, in one read.
+pub async fn leaf_and_inclusion(
+    conn: &mut PgConnection,
+    size: u64,
+    index: u64,
+) -> Result<(Hash, Vec<Hash>), sqlx::Error> {
+    let mut need = merkle::record_proof_indexes(size, index).map_err(|e| corrupt(e.to_string()))?;
+    need.push(merkle::stored_hash_index(0, index));
+    let mut hashes = read_hashes(conn, &need).await?;
+    let leaf = hashes.pop().expect("the leaf was asked for");
+    let proof = merkle::record_proof(size, index, &hashes).map_err(|e| corrupt(e.to_string()))?;
+    Ok((leaf, proof))
+}
+
 /// The consistency proof from the tree of `first` leaves to the one of `second`.
 pub async fn consistency(conn: &mut PgConnection, first: u64, second: u64) -> Result<Vec<Hash>, sqlx::Error> {
     let need = merkle::tree_proof_indexes(second, first).map_err(|e| corrupt(e.to_string()))?;
