@@ -139,9 +139,9 @@ pub async fn write_batch(
     if !fresh.is_empty() {
         let projection = Projection::derive(&mut tx, &fresh).await?;
         conflicts = projection.anomalies.seq.len();
-        let head = Head { seq: head_seq, hash: prev.to_vec(), at: recorded_at };
+        let tree = tree::StoredHashes::append(&mut edge, &leaves);
+        let head = Head { seq: head_seq, hash: prev.to_vec(), at: recorded_at, tree };
         store(&mut tx, &rows, &projection, Some(&head)).await?;
-        tree::append(&mut tx, &mut edge, &leaves).await?;
     }
     tx.commit().await?;
     *tree = Some(edge);
@@ -171,6 +171,8 @@ struct Head {
     seq: i64,
     hash: Vec<u8>,
     at: OffsetDateTime,
+    /// The tree's new stored hashes, in the same statement.
+    tree: tree::StoredHashes,
 }
 
 /// Runs `sql/store_batch.sql`: deliveries, projection and head in one statement. Each table's
@@ -191,6 +193,8 @@ async fn store(
     let q = p.tickets.bind(q);
     let q = p.anomalies.bind(q);
     let q = q.bind(head.map(|h| h.seq)).bind(head.map(|h| h.hash.clone())).bind(head.map(|h| h.at));
+    let no_tree = tree::StoredHashes::default();
+    let q = head.map_or(&no_tree, |h| &h.tree).bind(q);
     q.execute(conn).await?;
     Ok(())
 }

@@ -83,25 +83,48 @@ pub async fn consistency(conn: &mut PgConnection, first: u64, second: u64) -> Re
     merkle::tree_proof(second, first, &hashes).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Appends leaves to the tree whose edge is `edge`, storing the new hashes. Same transaction as
-/// the deliveries they cover.
+/// The stored hashes appending some leaves adds, as the columns of `tree_hashes`.
+#[derive(Debug, Default)]
+pub struct StoredHashes {
+    index: Vec<i64>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl StoredHashes {
+    /// Appends `leaves` to the tree whose edge is `edge`; the hashes to store.
+    pub fn append(edge: &mut RightEdge, leaves: &[Hash]) -> Self {
+        let mut s =
+            StoredHashes { index: Vec::with_capacity(leaves.len() * 2), hash: Vec::with_capacity(leaves.len() * 2) };
+        let mut index = merkle::stored_hash_index(0, edge.size()) as i64;
+        for leaf in leaves {
+            for h in edge.append(*leaf) {
+                s.index.push(index);
+                s.hash.push(h.to_vec());
+                index += 1;
+            }
+        }
+        s
+    }
+
+    /// Binds `$58, $59` of `sql/store_batch.sql`.
+    pub fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.index).bind(&self.hash)
+    }
+}
+
+/// Appends leaves to the tree whose edge is `edge`, storing the new hashes, in the caller's
+/// transaction (the catch-up; the writer stores them with the batch's one statement).
 pub async fn append(conn: &mut PgConnection, edge: &mut RightEdge, leaves: &[Hash]) -> Result<(), sqlx::Error> {
     if leaves.is_empty() {
         return Ok(());
     }
-    let mut index = merkle::stored_hash_index(0, edge.size()) as i64;
-    let mut indexes = Vec::with_capacity(leaves.len() * 2);
-    let mut hashes: Vec<Vec<u8>> = Vec::with_capacity(leaves.len() * 2);
-    for leaf in leaves {
-        for h in edge.append(*leaf) {
-            indexes.push(index);
-            hashes.push(h.to_vec());
-            index += 1;
-        }
-    }
+    let s = StoredHashes::append(edge, leaves);
     sqlx::query("INSERT INTO tree_hashes (index, hash) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])")
-        .bind(&indexes)
-        .bind(&hashes)
+        .bind(&s.index)
+        .bind(&s.hash)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -41,5 +41,8 @@ WITH new_deliveries AS (
 ), new_anomalies AS (
     INSERT INTO ticket_anomalies (seq, position, ticket_name, kind, owner_tenant, claimed_tenant, recorded_at)
     SELECT * FROM UNNEST($48::bigint[], $49::int[], $50::text[], $51::text[], $52::text[], $53::text[], $54::timestamptz[])
+), new_tree_hashes AS (
+    -- The verifiable log's stored hashes for the new deliveries' leaves (store/tree.rs).
+    INSERT INTO tree_hashes (index, hash) SELECT * FROM UNNEST($58::bigint[], $59::bytea[])
 )
 UPDATE ledger_head SET seq = $55, hash = $56, at = $57 WHERE $55::bigint IS NOT NULL
