@@ -328,6 +328,33 @@ pub(crate) mod tests {
         assert_eq!(check(&forged, &key).unwrap_err().kind(), "audit_path");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Any one-byte change to a true document, wherever it lands, is refused (or leaves the
+        /// document unreadable); never a panic, never a pass.
+        #[test]
+        fn any_edit_of_a_true_document_is_refused(pos in proptest::prelude::any::<proptest::sample::Index>(), byte in 0x20u8..0x7f) {
+            let signer = Signer::from_seed("audit.example/log", [5; 32]).unwrap();
+            let json = serde_json::to_string(&sample(&signer, 5)).unwrap();
+            let mut b = json.into_bytes();
+            let i = pos.index(b.len());
+            proptest::prop_assume!(b[i] != byte);
+            b[i] = byte;
+            let Ok(text) = String::from_utf8(b) else { return Ok(()) };
+            let Ok(doc) = serde_json::from_str::<Evidence>(&text) else { return Ok(()) };
+            // An edit inside a field the checks do not cover (a name outside the claimed command's
+            // checked fields, say) may leave a true document true: then it is the same proof.
+            if let Ok(ok) = check(&doc, &signer.verifier()) {
+                let original = sample(&signer, 5);
+                // The same leaf: the same fields (a time may be spelled another way, `z` for `Z`).
+                proptest::prop_assert_eq!(&doc.delivery.body, &original.delivery.body);
+                proptest::prop_assert_eq!(&doc.delivery.key, &original.delivery.key);
+                proptest::prop_assert_eq!(doc.leaf_hash, original.leaf_hash);
+                proptest::prop_assert_eq!(ok.seq, 3);
+            }
+        }
+    }
+
     #[test]
     fn times_keep_six_digits() {
         assert_eq!(format_micros(datetime!(2026-01-02 03:04:05 UTC)), "2026-01-02T03:04:05.000000Z");
