@@ -111,11 +111,19 @@ pub async fn sign_if_grown(
     let mut conn = pool.acquire().await?;
     let key = signer.verifier();
     if last.is_none() {
-        // After a restart: continue from the newest checkpoint this key signed.
-        *last = tree::latest_checkpoint(&mut conn)
+        // After a restart: continue from the newest checkpoint this key signed, in the database
+        // or in CHECKPOINT_DIR, whichever is larger: the directory is out of the database
+        // superuser's reach, so deleting checkpoint rows does not reset what must be extended.
+        let in_db = tree::latest_checkpoint(&mut conn)
             .await?
             .and_then(|cp| Checkpoint::open(&cp.note, &key).ok())
             .map(|cp| Signed { size: cp.size, root: cp.root });
+        let in_dir = dir.and_then(|d| newest_in_dir(d, &key));
+        *last = match (in_db, in_dir) {
+            (Some(a), Some(b)) if a.size > b.size => Some(a),
+            (a, None) => a,
+            (_, b) => b,
+        };
     }
     let (size, root) = tree::current(&mut conn).await?;
     if let Some(prev) = *last {
@@ -147,6 +155,16 @@ pub async fn sign_if_grown(
     *last = Some(Signed { size, root });
     metrics::gauge!("ticket_audit_checkpoint_tree_size").set(size as f64);
     Ok(Some(row))
+}
+
+/// The largest checkpoint in `dir` that `key` signed.
+fn newest_in_dir(dir: &Path, key: &crate::domain::checkpoint::Verifier) -> Option<Signed> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|note| Checkpoint::open(&note, key).ok())
+        .max_by_key(|cp| cp.size)
+        .map(|cp| Signed { size: cp.size, root: cp.root })
 }
 
 /// Signs a checkpoint whenever the tree has grown, at most every `interval`, until `stop`.

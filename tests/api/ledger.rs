@@ -39,7 +39,7 @@ async fn check(app: &TestApp, expect: Option<(i64, [u8; 32])>) -> Option<(BreakK
 }
 
 /// Runs SQL as a superuser with triggers (and foreign keys) off: what an attacker with direct access can do.
-async fn tamper(app: &TestApp, sql: &str) {
+pub async fn tamper(app: &TestApp, sql: &str) {
     let mut conn = app.db.acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.unwrap();
@@ -389,7 +389,7 @@ async fn ledger_endpoints_are_for_admins() {
 
 /// A superuser's rewrite of history with every hash recomputed: the chain and the tree, from
 /// the (already edited) deliveries up.
-async fn rehash_everything(app: &TestApp) {
+pub async fn rehash_everything(app: &TestApp) {
     let rows = chain_rows(&app.db).await;
     let chain = recompute_chain(&rows);
     let mut sql = String::from("DELETE FROM tree_hashes;");

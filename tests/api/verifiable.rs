@@ -277,3 +277,27 @@ fn keys_are_generated_once_in_the_data_dir_mode_0600_and_keygen_writes_them() {
     assert!(!keygen("audit.example/log").status.success(), "an existing key file is never replaced");
     assert!(!keygen("two words").status.success());
 }
+
+#[tokio::test]
+async fn after_a_restart_the_signer_still_refuses_a_rewrite_even_with_the_checkpoint_rows_gone() {
+    use ticket_audit::checkpointing::{read_key_file, sign_if_grown};
+    let scratch = Scratch::new();
+    let dir = scratch.0.join("checkpoints");
+    let mut app = spawn_with(HttpSettings { checkpoint_dir: Some(dir.clone()), ..settings() }).await;
+    deliver_commands(&app, "R-1", 3).await;
+    app.stop().await;
+    // The superuser rewrites history, rehashes everything, and deletes the checkpoints it could reach.
+    crate::ledger::tamper(&app, "UPDATE deliveries SET action = 'GET:Settings/GetSettings' WHERE seq = 2").await;
+    crate::ledger::rehash_everything(&app).await;
+    crate::ledger::tamper(&app, "DELETE FROM checkpoints").await;
+    let signer = read_key_file(test_key_file().as_ref()).unwrap();
+    // A restarted signer that keeps its checkpoints only in the database would sign the rewrite...
+    let mut fresh = None;
+    let without_dir = sign_if_grown(&app.db, &signer, None, &mut fresh).await.unwrap();
+    assert!(without_dir.is_some(), "nothing in the database to extend: it signs");
+    crate::ledger::tamper(&app, "DELETE FROM checkpoints").await;
+    // ...one that also reads CHECKPOINT_DIR does not.
+    let mut fresh = None;
+    let refused = sign_if_grown(&app.db, &signer, Some(&dir), &mut fresh).await.unwrap_err();
+    assert!(refused.to_string().contains("NOT SIGNING"), "{refused}");
+}
