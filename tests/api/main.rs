@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod columns;
+mod contract;
 mod edge;
 mod ingest;
 mod ledger;
