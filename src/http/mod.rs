@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod pagination;
+pub mod server;
 pub mod tickets;
 
 use std::sync::Arc;

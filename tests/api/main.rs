@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod columns;
+mod connections;
 mod edge;
 mod ingest;
 mod ledger;
