@@ -183,22 +183,148 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
-/// RFC 3339 query times, in UTC.
-pub(crate) mod rfc3339_opt {
-    use serde::{Deserialize, Deserializer};
+/// Times in query filters (`since`, `until`, `created_after`, `created_before`): RFC 3339, and
+/// within what the record can hold, so that every accepted value can be bound to a query; any
+/// other value is a 400.
+pub(crate) mod query_time {
+    use serde::de::Error;
+    use serde::Deserializer;
     use time::OffsetDateTime;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
-        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
-        OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time")))
+        let Some(t) = time::serde::rfc3339::option::deserialize(d)? else { return Ok(None) };
+        super::filter_bound(t).map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "a time must be between {} and {} in UTC",
+                super::rfc3339(super::EARLIEST),
+                super::rfc3339(super::LATEST)
+            ))
+        })
     }
 }
 
-/// Times in answers: RFC 3339, UTC.
+/// Earliest and latest times the record holds: RFC 3339 writes years 0000 to 9999, PostgreSQL
+/// has no year 0, and it keeps microseconds.
+pub(crate) const EARLIEST: time::OffsetDateTime = time::macros::datetime!(0001-01-01 0:00 UTC);
+pub(crate) const LATEST: time::OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59.999_999 UTC);
+
+/// Whether `t` is a time the record can hold (at any precision).
+pub(crate) fn in_range(t: time::OffsetDateTime) -> bool {
+    (EARLIEST..=LATEST).contains(&t)
+}
+
+/// A filter's bound on stored times, which are whole microseconds: in range, and rounded up to
+/// the microsecond, which keeps an inclusive lower bound (`>=`) and an exclusive upper one (`<`)
+/// exact. (Binding the time as given would truncate it, and `since=…00.0000005Z` would take
+/// a row stored at `…00.000000`.)
+pub(crate) fn filter_bound(t: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+    if !in_range(t) {
+        return None;
+    }
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let sub_micro = t.nanosecond() % 1_000;
+    if sub_micro == 0 {
+        return Some(t);
+    }
+    // At most LATEST, itself a whole microsecond, so this cannot leave the range.
+    Some(t + time::Duration::nanoseconds(i64::from(1_000 - sub_micro)))
+}
+
+/// Times in answers: RFC 3339, UTC. Total: a time RFC 3339 cannot write (a year outside 0000 to
+/// 9999 in UTC, which the service does not store but a database written by other means may
+/// hold) is written in ISO 8601's expanded form, the year with its sign and at least four
+/// digits, and six fractional digits: `-0001-12-31T23:59:00.000000Z`, `+10000-01-01T00:00:00.000000Z`.
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a timestamptz formats as RFC 3339")
+    // A time near the ends of `time`'s range may have no UTC form in it: keep its own offset.
+    let t = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
+    if let Ok(s) = t.format(&time::format_description::well_known::Rfc3339) {
+        return s;
+    }
+    let (y, m, d) = (t.year(), u8::from(t.month()), t.day());
+    let (h, mi, s, us) = (t.hour(), t.minute(), t.second(), t.microsecond());
+    let offset = if t.offset().is_utc() {
+        "Z".to_owned()
+    } else {
+        let (oh, om, _) = t.offset().as_hms();
+        let sign = if t.offset().is_negative() { '-' } else { '+' };
+        format!("{sign}{:02}:{:02}", oh.unsigned_abs(), om.unsigned_abs())
+    };
+    format!("{y:+05}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}{offset}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::datetime;
+    use time::{OffsetDateTime, UtcOffset};
+
+    /// Any time the `time` crate holds: every local date and time, at nanoseconds, at every offset
+    /// (also those whose instant has no UTC form within the crate's range).
+    fn any_time() -> impl Strategy<Value = OffsetDateTime> {
+        let lo = OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT).unix_timestamp();
+        let hi = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT).unix_timestamp() + 86_399;
+        (lo..=hi, 0u32..1_000_000_000, -93_599i32..=93_599).prop_map(|(s, ns, off)| {
+            let local = OffsetDateTime::from_unix_timestamp(s).unwrap().replace_nanosecond(ns).unwrap();
+            local.replace_offset(UtcOffset::from_whole_seconds(off).unwrap())
+        })
+    }
+
+    #[test]
+    fn edges() {
+        assert_eq!(rfc3339(datetime!(-0001-12-31 23:59 UTC)), "-0001-12-31T23:59:00.000000Z");
+        assert_eq!(rfc3339(datetime!(0000-01-01 00:00 +00:01)), "-0001-12-31T23:59:00.000000Z");
+        assert_eq!(rfc3339(datetime!(-9999-01-01 00:00 UTC)), "-9999-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(datetime!(9999-12-31 23:59:59 -23:59)), "9999-12-31T23:59:59-23:59", "no UTC form");
+        assert_eq!(rfc3339(datetime!(-9999-01-01 00:00 +23:59)), "-9999-01-01T00:00:00.000000+23:59");
+        assert_eq!(filter_bound(datetime!(9999-12-31 23:59:59 -23:59)), None, "year 10000 in UTC");
+        assert_eq!(rfc3339(datetime!(0000-01-01 00:00 UTC)), "0000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(datetime!(2026-01-02 01:04:05.5 +02:00)), "2026-01-01T23:04:05.5Z");
+        assert_eq!(filter_bound(datetime!(0000-12-31 23:59:59.999999999 UTC)), None);
+        assert_eq!(filter_bound(datetime!(0001-01-01 00:00 +00:01)), None, "year 0 in UTC");
+        assert_eq!(filter_bound(EARLIEST), Some(EARLIEST));
+        assert_eq!(filter_bound(LATEST), Some(LATEST));
+        assert_eq!(filter_bound(datetime!(9999-12-31 23:59:59.9999991 UTC)), None);
+        assert_eq!(
+            filter_bound(datetime!(2026-01-01 00:00:00.000000001 UTC)),
+            Some(datetime!(2026-01-01 00:00:00.000001 UTC))
+        );
+    }
+
+    proptest! {
+        /// Formatting never fails, and what is in RFC 3339's range comes out as RFC 3339 that reads
+        /// back as the same instant; the rest in the expanded form, never mistaken for RFC 3339.
+        #[test]
+        fn formatting_is_total(t in any_time()) {
+            let s = rfc3339(t);
+            let in_utc = t.checked_to_offset(UtcOffset::UTC);
+            prop_assert_eq!(s.ends_with('Z'), in_utc.is_some(), "{}", s);
+            match OffsetDateTime::parse(&s, &Rfc3339) {
+                Ok(back) => prop_assert_eq!(back, t),
+                Err(_) => {
+                    let year = in_utc.unwrap_or(t).year();
+                    prop_assert!(!(0..=9999).contains(&year), "{} for {}", s, t);
+                    let sign = if year < 0 { '-' } else { '+' };
+                    prop_assert!(s.starts_with(sign), "{}", s);
+                    prop_assert!(s.starts_with(&format!("{year:+05}-")), "{}", s);
+                }
+            }
+        }
+
+        /// A filter bound is given exactly for the times the record can hold, is the least whole
+        /// microsecond at or after the time, and formats as RFC 3339.
+        #[test]
+        fn filter_bounds_are_in_range_and_round_up(t in any_time()) {
+            match filter_bound(t) {
+                None => prop_assert!(!in_range(t)),
+                Some(b) => {
+                    prop_assert!(in_range(b));
+                    prop_assert!(b >= t && b - t < time::Duration::microseconds(1));
+                    prop_assert_eq!(b.nanosecond() % 1_000, 0);
+                    prop_assert!(b.to_offset(UtcOffset::UTC).format(&Rfc3339).is_ok());
+                }
+            }
+        }
+    }
 }

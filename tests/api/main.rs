@@ -6,6 +6,7 @@ mod auth;
 mod columns;
 mod connections;
 mod edge;
+mod hostile;
 mod ingest;
 mod ledger;
 mod limits;
