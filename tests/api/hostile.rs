@@ -1,14 +1,18 @@
 //! Values an attacker picks: times at the edges of what the record holds, forged cursors,
 //! repeated identity headers, odd timestamp spellings, and the headers every answer carries.
 
+use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
+use sha2::Sha256;
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
 use crate::helpers::*;
+use ticket_audit::config::HttpSettings;
 
 /// `n` values drawn from `strategy`, for tests that send each over HTTP.
 fn samples<S: Strategy>(strategy: S, n: usize) -> Vec<S::Value> {
@@ -230,4 +234,84 @@ async fn forged_cursors_and_limits_are_400_never_500() {
     ] {
         assert_eq!(app.get(q, None).await.status(), want, "{q}");
     }
+}
+
+// ------------------------------------------------------------------ identity headers
+
+const S1: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A Standard Webhooks signature over the timestamp exactly as spelled.
+fn sign_as_spelled(id: &str, ts: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&B64.decode(S1).unwrap()).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn a_signed_delivery_replayed_with_a_second_webhook_id_is_refused() {
+    let app = spawn_with(HttpSettings { webhook_secret: secret(&format!("whsec_{S1}")), ..settings() }).await;
+    let body = add_ticket("T-replay", "tenant-a", "agent");
+    let ts = now().to_string();
+    let signed = vec![
+        ("webhook-id", "msg_1".to_owned()),
+        ("webhook-timestamp", ts.clone()),
+        ("webhook-signature", sign_as_spelled("msg_1", &ts, &body)),
+    ];
+    assert_eq!(app.post_with(body.clone(), &signed).await.status(), 202);
+    for extra in [("webhook-id", "msg_2"), ("svix-id", "msg_3"), ("idempotency-key", "k")] {
+        // The captured delivery, byte for byte, with a second value after (and before) the signed one.
+        let mut after = signed.clone();
+        after.push((extra.0, extra.1.to_owned()));
+        let mut before = vec![(extra.0, extra.1.to_owned())];
+        before.extend(signed.clone());
+        for replay in [after, before] {
+            let res = app.post_with(body.clone(), &replay).await;
+            let status = res.status();
+            if extra.0 == "webhook-id" {
+                assert_eq!(status, 400, "{replay:?}");
+                assert!(is_problem(&res));
+            } else {
+                // Another header naming a key: the key is still webhook-id's, the one signed.
+                assert_eq!(status, 200, "{replay:?}");
+            }
+        }
+    }
+    // The same value twice is that value: the original, a duplicate.
+    let mut twice = signed.clone();
+    twice.push(("webhook-id", "msg_1".to_owned()));
+    twice.push(("webhook-signature", signed[2].1.clone()));
+    let res = app.post_with(body.clone(), &twice).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["duplicate"], true);
+    assert_eq!(app.count("deliveries").await, 1, "stored once");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM action_events").fetch_one(&app.db).await.unwrap();
+    assert_eq!(events, 1, "projected once");
+}
+
+#[tokio::test]
+async fn every_identity_header_must_have_one_value() {
+    let app = spawn_app().await;
+    let names = [
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
+        "idempotency-key",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let body = add_ticket(&format!("T-{i}"), "tenant-a", "agent");
+        let two = app.post_with(body.clone(), &[(name, "one".into()), (name, "two".into())]).await;
+        assert_eq!(two.status(), 400, "{name}: two values");
+        assert!(is_problem(&two));
+        let same = app.post_with(body.clone(), &[(name, format!("v-{i}")), (name, format!("v-{i}"))]).await;
+        assert_eq!(same.status(), 202, "{name}: the same value twice is one value");
+        let stored: serde_json::Value = sqlx::query_scalar("SELECT headers FROM deliveries ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(stored[name], format!("v-{i}"), "{name}: stored once, as sent");
+    }
+    assert_eq!(app.count("deliveries").await, names.len() as i64);
 }
