@@ -315,3 +315,30 @@ async fn every_identity_header_must_have_one_value() {
     }
     assert_eq!(app.count("deliveries").await, names.len() as i64);
 }
+
+// ------------------------------------------------------------------ webhook-timestamp
+
+#[tokio::test]
+async fn webhook_timestamps_are_plain_integer_seconds() {
+    let app = spawn_with(HttpSettings { webhook_secret: secret(&format!("whsec_{S1}")), ..settings() }).await;
+    let n = now();
+    let spellings = [
+        (format!("000{n}"), 401),
+        (format!("0{n}"), 401),
+        (format!("+{n}"), 401),
+        (format!("{n}.0"), 401),
+        (format!("{n}e0"), 401),
+        (format!("{}", n * 1000), 401), // milliseconds
+        (n.to_string(), 202),
+    ];
+    for (i, (ts, want)) in spellings.into_iter().enumerate() {
+        let body = add_ticket(&format!("T-{i}"), "tenant-a", "agent");
+        let id = format!("msg_{i}");
+        let sig = sign_as_spelled(&id, &ts, &body);
+        let res = app
+            .post_with(body, &[("webhook-id", id), ("webhook-timestamp", ts.clone()), ("webhook-signature", sig)])
+            .await;
+        assert_eq!(res.status(), want, "webhook-timestamp: {ts}");
+    }
+    assert_eq!(app.count("deliveries").await, 1);
+}
