@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use self::auth::{ApiAuth, WebhookAuth};
@@ -94,7 +95,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deliveries::raw))
         .routes(routes!(ledger::head))
         .routes(routes!(ledger::verify))
-        .routes(routes!(anomalies::list));
+        .routes(routes!(anomalies::list))
+        // Tenant data: no cache may keep a copy, shared or private (the token that read it may
+        // be revoked, and a shared cache could serve it to another tenant).
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ingest::receive))
         .nest("/api/v1", api)
@@ -146,6 +150,9 @@ pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize)
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost, so that every answer the router makes has it: JSON and raw bytes are never
+        // to be sniffed into something a browser would run.
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
 }
 
 async fn record_route(req: Request, next: Next) -> Response {
