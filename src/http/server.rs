@@ -94,8 +94,9 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Closed at once: cheaper than an answer under a flood, and right for every protocol.
-            drop(stream);
+            // Counted first, so whoever sees the close can already read the count.
             metrics::counter!("ticket_audit_connections_refused_total", "reason" => "max_connections").increment(1);
+            drop(stream);
             refusals.warn(|n| {
                 tracing::warn!(
                     max_connections = limits.max_connections,

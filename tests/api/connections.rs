@@ -273,3 +273,69 @@ async fn http1_and_http2_take_heads_up_to_the_documented_limit_and_refuse_larger
     assert!(h2.as_ref().map_or(true, |(s, _)| *s == 431), "HTTP/2 refuses the larger head: {h2:?}");
     assert_eq!(app.count("deliveries").await, 2);
 }
+
+/// hyper answers a request it cannot frame by itself, before any handler runs, with an empty
+/// body and no hook to give it another (see the report on issue 10, point 16): what is promised
+/// is a 4xx, the connection closed (nothing after the broken request is read as a request), and
+/// the refusal counted.
+#[tokio::test]
+async fn framing_errors_get_a_4xx_and_the_connection_is_closed() {
+    let app = spawn_app().await;
+    let before = app.get("/metrics", None).await.text().await.unwrap();
+    let body = add_ticket("T-framing", "tenant-a", "agent");
+    let smuggled = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "two different Content-Length values",
+            format!(
+                "POST /webhooks HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nContent-Length: 5\r\n\r\n{body}",
+                body.len()
+            ),
+            400,
+        ),
+        (
+            "Content-Length: 12abc",
+            format!("POST /webhooks HTTP/1.1\r\nHost: t\r\nContent-Length: 12abc\r\n\r\n{body}"),
+            400,
+        ),
+        (
+            "obs-fold",
+            format!(
+                "POST /webhooks HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+            400,
+        ),
+        ("garbage request line", "\x16\x03\x01 hello there\r\n\r\n".to_owned(), 400),
+        ("no version", "GET /healthz\r\n\r\n".to_owned(), 400),
+        ("a space in the target", "GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(), 400),
+        (
+            "chunked and Content-Length",
+            "POST /webhooks HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_owned(),
+            400,
+        ),
+    ];
+    for (what, request, status) in &cases {
+        let mut c = connect(&app).await;
+        // A second request behind the broken one: if it were answered, the framing was guessed.
+        c.write_all(format!("{request}{smuggled}").as_bytes()).await.unwrap();
+        let (sent, _) = until_closed(&mut c).await;
+        let text = String::from_utf8_lossy(&sent);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {text:?}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{what}: one answer, then closed: {text:?}");
+    }
+    assert_eq!(app.count("deliveries").await, 0);
+    // Counted once hyper hands the connection back, a moment after the close the client sees.
+    let framing = r#"ticket_audit_connection_errors_total{kind="framing"}"#;
+    let deadline = Instant::now() + PATIENCE;
+    let (counted, after) = loop {
+        let after = app.get("/metrics", None).await.text().await.unwrap();
+        let counted = sample(&after, framing) - sample(&before, framing);
+        if counted >= cases.len() as f64 || Instant::now() > deadline {
+            break (counted, after);
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(counted >= cases.len() as f64, "each framing error is counted ({counted}):\n{after}");
+}
