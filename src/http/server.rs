@@ -67,6 +67,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    warn_if_descriptors_run_short(limits.max_connections);
     let builder = Arc::new(limits.builder());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Each connection holds a receiver: a send asks them to close; `closed()` says they have.
@@ -114,6 +115,26 @@ pub async fn serve(
     let _ = stop_tx.send(());
     stop_tx.closed().await;
     Ok(())
+}
+
+/// File descriptors the process needs besides client connections: the database pools, the
+/// listener, logs, the private cluster's socket, and the connection accepted only to be closed.
+const DESCRIPTORS_BESIDES_CONNECTIONS: u64 = 64;
+
+/// The cap only protects the service if the process may open that many descriptors: say so at
+/// start when it may not, rather than with EMFILE under load.
+fn warn_if_descriptors_run_short(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, Resource};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let needed = (max_connections as u64).saturating_add(DESCRIPTORS_BESIDES_CONNECTIONS);
+    if needed > soft {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = soft,
+            "MAX_CONNECTIONS leaves too few file descriptors under the open-file limit (ulimit -n): \
+             lower MAX_CONNECTIONS or raise the limit"
+        );
+    }
 }
 
 /// Errors of one connection that `accept` reports; the listener is fine.

@@ -339,3 +339,25 @@ async fn framing_errors_get_a_4xx_and_the_connection_is_closed() {
     };
     assert!(counted >= cases.len() as f64, "each framing error is counted ({counted}):\n{after}");
 }
+
+#[tokio::test]
+async fn a_connection_cap_above_the_open_file_limit_is_warned_at_start() {
+    let (_, name) = fresh_database().await;
+    let url = database_url(&name);
+    let b = start_binary(&[("DATABASE_URL", url.as_str()), ("MAX_CONNECTIONS", "1000000000")]);
+    let Binary { mut child, log, .. } = b;
+    let deadline = Instant::now() + PATIENCE;
+    let warned = loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break None };
+        let Ok(line) = log.recv_timeout(left) else { break None };
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if event["level"] == "WARN" && event["max_connections"] == 1_000_000_000 {
+            break Some(event);
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let warned = warned.expect("a warning naming MAX_CONNECTIONS and the open-file limit");
+    assert!(warned["open_file_limit"].is_u64(), "{warned}");
+    assert!(warned.to_string().contains("MAX_CONNECTIONS"), "{warned}");
+}
