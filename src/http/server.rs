@@ -73,6 +73,7 @@ pub async fn serve(
     // Each connection holds a receiver: a send asks them to close; `closed()` says they have.
     let (stop_tx, stop_rx) = watch::channel(());
     let refusals = RateLimitedWarn::new(Duration::from_secs(10));
+    let accept_errors = RateLimitedWarn::new(Duration::from_secs(10));
     let mut shutdown = pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -86,7 +87,7 @@ pub async fn serve(
             Err(e) => {
                 // Out of file descriptors, most likely: wait a little instead of spinning.
                 metrics::counter!("ticket_audit_accept_errors_total").increment(1);
-                refusals.warn(|n| tracing::warn!(error = %e, errors = n, "accepting connections fails"));
+                accept_errors.warn(|n| tracing::warn!(error = %e, errors = n, "accepting connections fails"));
                 tokio::select! {
                     () = &mut shutdown => break,
                     () = tokio::time::sleep(Duration::from_millis(100)) => continue,
