@@ -272,6 +272,12 @@ async fn http1_and_http2_take_heads_up_to_the_documented_limit_and_refuse_larger
     .await;
     assert!(h2.as_ref().map_or(true, |(s, _)| *s == 431), "HTTP/2 refuses the larger head: {h2:?}");
     assert_eq!(app.count("deliveries").await, 2);
+    // Kept whole in the record, up to the limit (issue 10, point 10).
+    let stored: Vec<String> = sqlx::query_scalar("SELECT headers->>'webhook-signature' FROM deliveries ORDER BY seq")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![sig.clone(), sig], "the signature header is stored as sent");
 }
 
 /// hyper answers a request it cannot frame by itself, before any handler runs, with an empty
