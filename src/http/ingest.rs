@@ -26,7 +26,7 @@ pub struct Receipt {
 #[utoipa::path(post, path = "/webhooks", tag = "ingest",
     request_body(content = Object, content_type = "application/json", description = "a ServiceDesk delivery: {Action, Data: {RequestBody, ResponseBody, StatusCode}}"),
     params(("webhook-id" = Option<String>, Header, pattern = "^[!-~]{1,256}$", description = "the delivery's key (svix-id is an alias)"),
-           ("webhook-timestamp" = Option<String>, Header, description = "Unix seconds (signed deliveries)"),
+           ("webhook-timestamp" = Option<String>, Header, pattern = "^(0|[1-9][0-9]{0,11})$", description = "Unix seconds, digits only (signed deliveries)"),
            ("webhook-signature" = Option<String>, Header, description = "v1,<base64> entries (signed deliveries)"),
            ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,256}$", description = "the key when there is no webhook-id")),
     responses((status = 202, body = Receipt, description = "new delivery, committed"),

@@ -19,6 +19,9 @@ pub struct Ticket {
     pub status: Option<String>,
     pub tenant_id: Option<String>,
     pub assignee: Option<Assignee>,
+    /// `CreateTime`, RFC 3339 in UTC, like every time in answers. A time RFC 3339 cannot write
+    /// (a year outside 0000 to 9999 in UTC) comes in ISO 8601's expanded form, the year signed:
+    /// `-0001-12-31T23:59:00.000000Z`.
     pub created_at: Option<String>,
     /// `CreateTime` as sent, when it was not RFC 3339.
     pub create_time_text: Option<String>,
