@@ -367,3 +367,60 @@ async fn a_connection_cap_above_the_open_file_limit_is_warned_at_start() {
     assert!(warned["open_file_limit"].is_u64(), "{warned}");
     assert!(warned.to_string().contains("MAX_CONNECTIONS"), "{warned}");
 }
+
+type H2Client = (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    hyper::client::conn::http2::Connection<
+        hyper_util::rt::TokioIo<TcpStream>,
+        http_body_util::Empty<bytes::Bytes>,
+        hyper_util::rt::TokioExecutor,
+    >,
+);
+
+async fn handshake(app: &TestApp) -> H2Client {
+    let io = hyper_util::rt::TokioIo::new(connect(app).await);
+    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.expect("HTTP/2 handshake")
+}
+
+#[tokio::test]
+async fn http2_connections_are_closed_when_idle_and_when_they_never_ask() {
+    let app =
+        spawn_with(HttpSettings { header_read_timeout_ms: 300, keepalive_idle_timeout_secs: 1, ..settings() }).await;
+    // Never asks: closed after the head timeout, the time a connection has for its first request.
+    let start = Instant::now();
+    let (_silent, conn) = handshake(&app).await;
+    let _ = tokio::time::timeout(PATIENCE, conn).await.expect("a silent HTTP/2 connection is closed");
+    assert!(start.elapsed() >= Duration::from_millis(250), "{:?}", start.elapsed());
+
+    // Asks once, then idles: closed after the idle timeout.
+    let (mut sender, conn) = handshake(&app).await;
+    let conn = tokio::spawn(conn);
+    let res =
+        sender.send_request(hyper::Request::get(app.url("/healthz")).body(Default::default()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let idle_from = Instant::now();
+    let _ = tokio::time::timeout(PATIENCE, conn).await.expect("an idle HTTP/2 connection is closed");
+    assert!(idle_from.elapsed() >= Duration::from_millis(900), "idle first: {:?}", idle_from.elapsed());
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_ever_on_clients_that_stall() {
+    // Long head and idle timeouts, so only the shutdown's grace period (2 × 1 s) can end these.
+    let mut app = spawn_with(HttpSettings {
+        request_timeout_secs: 1,
+        header_read_timeout_ms: 600_000,
+        keepalive_idle_timeout_secs: 600,
+        ..settings()
+    })
+    .await;
+    let mut idle = healthz_when_a_place_is_free(&app).await;
+    let mut stalled = connect(&app).await;
+    stalled.write_all(b"POST /webhooks HTTP/1.1\r\nHost: t\r\nX-Half: a").await.unwrap();
+    // The half-sent head is with the server before the stop (answers come in order on `idle`).
+    assert_eq!(get_on(&mut idle, "/healthz").await.0, 200);
+    let start = Instant::now();
+    tokio::time::timeout(PATIENCE, app.stop()).await.expect("the service stops");
+    assert!(start.elapsed() < Duration::from_secs(5), "within the grace period: {:?}", start.elapsed());
+    let (_, _) = until_closed(&mut idle).await;
+    let (_, _) = until_closed(&mut stalled).await;
+}
