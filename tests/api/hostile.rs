@@ -195,6 +195,8 @@ async fn forged_cursors_and_limits_are_400_never_500() {
         ("/api/v1/tickets/T-1/timeline", serde_json::json!([-1, -1]), 200),
         ("/api/v1/tickets/T-1/timeline", serde_json::json!(["1", 0]), 400),
         ("/api/v1/tickets/T-1/commands", serde_json::json!([i64::MIN, 0]), 200),
+        ("/api/v1/anomalies", serde_json::json!([i64::MIN, i32::MIN]), 200),
+        ("/api/v1/anomalies", serde_json::json!([huge, 0]), 400),
         ("/api/v1/deliveries", serde_json::json!(i64::MAX), 200),
         ("/api/v1/deliveries", serde_json::json!(i64::MIN), 200),
         ("/api/v1/deliveries", huge.clone(), 400),
@@ -362,6 +364,7 @@ async fn answers_are_not_sniffed_and_tenant_data_is_not_cached() {
         "/api/v1/tickets/T-unknown".to_owned(),
         "/api/v1/tickets?limit=0".to_owned(),
         "/api/v1/ledger/head".to_owned(),
+        "/api/v1/anomalies".to_owned(),
     ];
     for path in &tenant_data {
         for token in [Some("root"), Some("t"), None] {
