@@ -11,6 +11,14 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const DEFAULT_BATCH_MAX: usize = 256;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_KEEPALIVE_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Room under the common 1,024 open-file limit for the database pools, the private cluster's
+/// socket and log files, and the connection accepted only to be closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 768;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's HTTP/1 read buffer cannot be smaller.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
 /// A value that must never be printed: its Debug shows nothing of it.
 #[derive(Clone)]
@@ -181,6 +189,27 @@ pub struct HttpSettings {
     /// no single delivery holds up everyone else's for long.
     #[arg(long, env = "MAX_DELIVERY_ROWS", default_value_t = crate::ingest::DEFAULT_MAX_DELIVERY_ROWS)]
     pub max_delivery_rows: usize,
+    /// Longest time a client may take to send a request's line and headers, in milliseconds,
+    /// counted from when the connection waits for it (accepted, or the previous answer sent);
+    /// then the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, in seconds (HTTP/1
+    /// connections between requests are also bound by HEADER_READ_TIMEOUT_MS, whichever is shorter).
+    #[arg(long, env = "KEEPALIVE_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_KEEPALIVE_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_idle_timeout_secs: u64,
+    /// Most client connections open at once; beyond, a new connection is closed as soon as it is
+    /// accepted (counted and logged), so the service never runs out of file descriptors.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes; beyond, 431. HTTP/2:
+    /// the largest header list (RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE). At least 8192.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_HEADER_BYTES as u64..=u32::MAX as u64))]
+    pub max_header_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -196,6 +225,10 @@ impl Default for HttpSettings {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_delivery_rows: crate::ingest::DEFAULT_MAX_DELIVERY_ROWS,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            keepalive_idle_timeout_secs: DEFAULT_KEEPALIVE_IDLE_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }

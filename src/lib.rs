@@ -155,11 +155,11 @@ pub async fn serve(
     }
     .shared();
     let stopped = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        })
-        .await?;
+    let limits = http::server::Limits::from_settings(settings);
+    http::server::serve(listener, app, limits, async move {
+        let _ = stopped.await;
+    })
+    .await?;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
     // The classifier finishes its step and ends too, whatever becomes of the writer.
     let _ = stop_classifier.send(true);

@@ -4,8 +4,10 @@ mod helpers;
 
 mod auth;
 mod columns;
+mod connections;
 mod contract;
 mod edge;
+mod hostile;
 mod ingest;
 mod ledger;
 mod limits;
