@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -35,9 +36,9 @@ impl WebhookAuth {
         token: Option<&Secret>,
         tolerance_secs: u64,
     ) -> Result<Self, AuthConfigError> {
-        if let Some(secrets) = secrets.filter(|s| !s.expose().trim().is_empty()) {
+        if let Some(secrets) = secrets.filter(|s| !s.expose_secret().trim().is_empty()) {
             let keys = secrets
-                .expose()
+                .expose_secret()
                 .split_whitespace()
                 .enumerate()
                 .map(|(i, s)| {
@@ -47,8 +48,8 @@ impl WebhookAuth {
                 .collect::<Result<_, _>>()?;
             return Ok(WebhookAuth::Signatures { keys, tolerance_secs: tolerance_secs as i64 });
         }
-        if let Some(token) = token.filter(|t| !t.expose().is_empty()) {
-            return Ok(WebhookAuth::Token(TokenDigest::of(token.expose())));
+        if let Some(token) = token.filter(|t| !t.expose_secret().is_empty()) {
+            return Ok(WebhookAuth::Token(TokenDigest::of(token.expose_secret())));
         }
         Ok(WebhookAuth::Open)
     }
@@ -162,9 +163,9 @@ pub enum ApiAuth {
 
 impl ApiAuth {
     pub fn from_settings(tokens: Option<&Secret>) -> Result<Self, AuthConfigError> {
-        let Some(tokens) = tokens.filter(|t| !t.expose().trim().is_empty()) else { return Ok(ApiAuth::Open) };
+        let Some(tokens) = tokens.filter(|t| !t.expose_secret().trim().is_empty()) else { return Ok(ApiAuth::Open) };
         let entries = tokens
-            .expose()
+            .expose_secret()
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|e| !e.is_empty())
             .enumerate()
@@ -290,7 +291,7 @@ mod tests {
 
     #[test]
     fn api_tokens_bind_tenants() {
-        let auth = ApiAuth::from_settings(Some(&Secret::new("admin, t1=tenant-a".into()))).unwrap();
+        let auth = ApiAuth::from_settings(Some(&Secret::from("admin, t1=tenant-a"))).unwrap();
         let headers = |t: &str| {
             let mut h = HeaderMap::new();
             h.insert("authorization", format!("Bearer {t}").parse().unwrap());
