@@ -119,6 +119,7 @@ impl Database {
         let _ = conn.close().await;
         tracing::info!(
             data_dir = %local.data_dir().display(),
+            socket_dir = %local.socket_dir().display(),
             "no DATABASE_URL: the record lives in the private PostgreSQL cluster in {}; open a SQL shell on it \
              with `ticket-audit psql`",
             local.data_dir().display()

@@ -120,6 +120,14 @@ async fn report_runs_on_the_private_cluster_beside_the_service_and_without_it_an
     assert!(header.contains("agent") && header.contains("error_or_denial_pct"), "{}", table.stdout);
     assert!(table.stdout.contains(&format!("({} row", expected.len())), "{}", table.stdout);
 
+    // `ticket-audit psql` opens a shell on the same database.
+    let psql = run_bounded(
+        cli(&["psql", "--", "-X", "-At", "-c", "SELECT count(*) FROM deliveries"], &[dir.env()]),
+        Duration::from_secs(60),
+    );
+    assert!(psql.status.success(), "{}", psql.stderr);
+    assert_eq!(psql.stdout, "2\n");
+
     // SIGHUP (a closed terminal) is a graceful stop with a log line, not a sudden death.
     signal(&service, Signal::SIGHUP);
     let (ok, log) = wait_for_exit(service);
@@ -200,6 +208,7 @@ async fn a_database_that_accepts_but_never_answers_stops_each_command_with_a_mes
             "{args:?}: {}",
             ran.stderr
         );
+        assert!(!ran.stderr.contains('\x1b'), "no colour codes in logs written to a pipe: {:?}", ran.stderr);
     }
     held.abort();
 }
@@ -244,6 +253,13 @@ async fn serve_runs_as_a_login_that_is_only_a_member_of_the_writer_role() {
     signal(&service, Signal::SIGTERM);
     let (ok, log) = wait_for_exit(service);
     assert!(ok, "{log}");
+    // psql on DATABASE_URL: the password travels in PGPASSWORD, the rest of the URL as it is.
+    let psql = run_bounded(
+        cli(&["psql", "--", "-X", "-At", "-c", "SELECT current_user"], &[("DATABASE_URL", &url)]),
+        Duration::from_secs(30),
+    );
+    assert!(psql.status.success(), "{}", psql.stderr);
+    assert_eq!(psql.stdout.trim(), login);
 
     // A schema that is behind, with migrations forbidden: a clear refusal, nothing created.
     let empty = format!("{name}_empty");
@@ -264,4 +280,11 @@ async fn serve_runs_as_a_login_that_is_only_a_member_of_the_writer_role() {
     e.close().await.unwrap();
     sqlx::query(&format!("DROP DATABASE {empty}")).execute(&mut conn).await.unwrap();
     sqlx::query(&format!("DROP ROLE IF EXISTS {login}")).execute(&mut conn).await.ok();
+}
+
+#[test]
+fn import_names_the_file_it_cannot_read() {
+    let ran = run_bounded(cli(&["import", "/nonexistent/deliveries.ndjson"], &[]), Duration::from_secs(10));
+    assert!(!ran.status.success());
+    assert!(ran.stderr.contains("opening /nonexistent/deliveries.ndjson: "), "{}", ran.stderr);
 }
