@@ -151,6 +151,10 @@ impl Database {
         } else if no_migrate {
             return Err(DatabaseError::SchemaBehind { at, need });
         } else {
+            // A migration may rewrite a large table: DB_STATEMENT_TIMEOUT_MS is for the service's queries.
+            sqlx::query("SET statement_timeout = 0").execute(&mut conn).await.map_err(|source| {
+                DatabaseError::Query { what: "lifting the statement timeout to migrate", target: target(), source }
+            })?;
             let applied =
                 migrate::run(&mut conn).await.map_err(|source| DatabaseError::Migrate { target: target(), source })?;
             tracing::info!(applied, from = at, to = need, "migrations applied");

@@ -288,3 +288,29 @@ fn import_names_the_file_it_cannot_read() {
     assert!(!ran.status.success());
     assert!(ran.stderr.contains("opening /nonexistent/deliveries.ndjson: "), "{}", ran.stderr);
 }
+
+#[tokio::test]
+async fn statements_are_bounded_by_db_statement_timeout_ms_with_a_default_for_serve() {
+    let (_, name) = fresh_database().await;
+    let url = ticket_audit::config::Secret::from(database_url(&name));
+    let args = |ms: Option<u64>| ticket_audit::config::DatabaseArgs {
+        database_url: Some(url.clone()),
+        db_statement_timeout_ms: ms,
+        ..Default::default()
+    };
+    let shown = |db: ticket_audit::store::Database| async move {
+        let mut conn = db.connect().await.unwrap();
+        let v: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&mut conn).await.unwrap();
+        v
+    };
+    let serve_default = ticket_audit::config::DEFAULT_STATEMENT_TIMEOUT_MS_SERVE;
+    let db = ticket_audit::store::Database::resolve(&args(None), false, serve_default).await.unwrap();
+    assert_eq!(shown(db).await, "1min", "serve's default");
+    let db = ticket_audit::store::Database::resolve(&args(None), false, 0).await.unwrap();
+    assert_eq!(shown(db).await, "0", "the batch commands stream the whole record: no limit");
+
+    let db = ticket_audit::store::Database::resolve(&args(Some(200)), false, serve_default).await.unwrap();
+    let mut conn = db.connect().await.unwrap();
+    let err = sqlx::query("SELECT pg_sleep(5)").execute(&mut conn).await.unwrap_err();
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+}
