@@ -115,7 +115,7 @@ impl LocalPostgres {
         let lock = if opts.ephemeral {
             None // a directory of the test run's own
         } else {
-            match take_lock(&data_dir)? {
+            match take_lock_waiting_for_the_dead(&data_dir).await? {
                 Lock::Taken(lock) => Some(lock),
                 Lock::Busy { owner } if opts.exclusive => return Err(LocalPgError::InUse { dir: data_dir, owner }),
                 Lock::Busy { owner } => {
@@ -491,9 +491,30 @@ enum Lock {
     Busy { owner: String },
 }
 
+/// Takes the lock; while it is held only by the guardian of a process that is gone (stopping
+/// that process's server), waits for it, bounded: a service restarted right after a crash
+/// starts instead of being refused.
+async fn take_lock_waiting_for_the_dead(data_dir: &Path) -> Result<Lock, LocalPgError> {
+    let started = std::time::Instant::now();
+    loop {
+        let (lock, pid) = take_lock(data_dir)?;
+        let gone = pid.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+        });
+        if !gone || matches!(lock, Lock::Taken(_)) || started.elapsed() > WAIT_FOR_OTHER_START {
+            return Ok(lock);
+        }
+        tracing::debug!(
+            "the lock of {} is held by the guardian of a process that is gone; waiting",
+            data_dir.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Takes `<data dir>.lock` (flock, so the kernel frees it when its holders are gone, however they
 /// go) and writes our pid in it; when another process holds it, says which.
-fn take_lock(data_dir: &Path) -> Result<Lock, LocalPgError> {
+fn take_lock(data_dir: &Path) -> Result<(Lock, Option<i32>), LocalPgError> {
     let mut path = data_dir.as_os_str().to_owned();
     path.push(".lock");
     let path = PathBuf::from(path);
@@ -510,16 +531,14 @@ fn take_lock(data_dir: &Path) -> Result<Lock, LocalPgError> {
             let pid = std::process::id();
             let written = lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| writeln!(lock, "{pid}"));
             written.map_err(io_err(format!("write {}", path.display())))?;
-            Ok(Lock::Taken(lock))
+            Ok((Lock::Taken(lock), None))
         }
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            let owner = match text.trim() {
-                "" => "unknown pid".to_owned(),
-                pid => format!("pid {pid}"),
-            };
-            Ok(Lock::Busy { owner })
+            let pid = text.trim().parse::<i32>().ok();
+            let owner = pid.map_or_else(|| "unknown pid".to_owned(), |pid| format!("pid {pid}"));
+            Ok((Lock::Busy { owner }, pid))
         }
         Err((_, errno)) => Err(io_err(format!("lock {}", path.display()))(std::io::Error::from(errno))),
     }
