@@ -324,3 +324,31 @@ async fn statements_are_bounded_by_db_statement_timeout_ms_with_a_default_for_se
     let err = sqlx::query("SELECT pg_sleep(5)").execute(&mut conn).await.unwrap_err();
     assert!(err.to_string().contains("statement timeout"), "{err}");
 }
+
+/// Root in a private home folder (mode 0700, like /root): the server's user cannot reach ./data,
+/// so the default data directory is /var/lib/ticket-audit, and the log says so. Runs as root only
+/// (CI is root), and only where /var/lib/ticket-audit does not exist yet, which it removes after.
+#[test]
+fn as_root_in_a_private_folder_the_default_data_directory_is_var_lib_ticket_audit() {
+    use std::os::unix::fs::PermissionsExt;
+    let fallback = std::path::Path::new(ticket_audit::store::database::ROOT_DATA_DIR);
+    if !nix::unistd::geteuid().is_root() || fallback.exists() {
+        eprintln!("skipped: needs root and no {} yet", fallback.display());
+        return;
+    }
+    let home = DataDir::new("private-home");
+    std::fs::create_dir_all(&home.0).unwrap();
+    std::fs::set_permissions(&home.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = cli(&["migrate"], &[]);
+    cmd.env_remove("DATA_DIR").current_dir(&home.0);
+    let ran = run_bounded(cmd, Duration::from_secs(120));
+    let cleanup = std::fs::remove_dir_all(fallback);
+    assert!(ran.status.success(), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("cannot reach ./data") && ran.stderr.contains("using /var/lib/ticket-audit instead"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!home.0.join("data").exists(), "nothing is left in the folder it could not use");
+    cleanup.unwrap();
+}
