@@ -144,7 +144,7 @@ impl Database {
             .unwrap_or(0);
         let need = migrate::latest_version();
         let applied = if at == need {
-            tracing::debug!(version = at, "the schema is current");
+            tracing::info!(version = at, "the schema is current: nothing to migrate");
             0
         } else if at > need {
             return Err(DatabaseError::SchemaAhead { at, known: need });
