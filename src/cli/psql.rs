@@ -39,6 +39,11 @@ pub async fn run(args: PsqlArgs) -> Result<ExitCode, BoxError> {
         (None, None) => unreachable!("a database is either given or private"),
     }
     cmd.args(&args.args);
+    // psql's own bound on connecting, in whole seconds (libpq takes no less than 2).
+    if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
+        let secs = args.database.db_connect_timeout_ms.div_ceil(1000).max(2);
+        cmd.env("PGCONNECT_TIMEOUT", secs.to_string());
+    }
     // Ctrl-C is psql's (it cancels the query): it must not end us, and with us a private cluster.
     let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let result = match cmd.spawn() {

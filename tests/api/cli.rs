@@ -203,8 +203,16 @@ async fn a_database_that_accepts_but_never_answers_stops_each_command_with_a_mes
     });
     let url = format!("postgres://postgres@{addr}/ticket_audit");
     let env = [("DATABASE_URL", url.as_str()), ("DB_CONNECT_TIMEOUT_MS", "500")];
-    for args in [&["verify"][..], &["serve", "--listen-addr", "127.0.0.1:0"], &["report", "agent_usage"], &["migrate"]]
-    {
+    let commands: [&[&str]; 7] = [
+        &["verify"],
+        &["serve", "--listen-addr", "127.0.0.1:0"],
+        &["report", "agent_usage"],
+        &["migrate"],
+        &["export"],
+        &["import", "/dev/null"],
+        &["reproject"],
+    ];
+    for args in commands {
         let ran = tokio::task::spawn_blocking({
             let cmd = cli(args, &env);
             move || run_bounded(cmd, Duration::from_secs(20))
@@ -220,6 +228,15 @@ async fn a_database_that_accepts_but_never_answers_stops_each_command_with_a_mes
         );
         assert!(!ran.stderr.contains('\x1b'), "no colour codes in logs written to a pipe: {:?}", ran.stderr);
     }
+    // psql gets the same bound (whole seconds, at least 2).
+    let ran = tokio::task::spawn_blocking({
+        let cmd = cli(&["psql", "--", "-X", "-c", "SELECT 1"], &env);
+        move || run_bounded(cmd, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert!(!ran.status.success() && ran.took < Duration::from_secs(15), "{ran:?}");
+    assert!(ran.stderr.contains("timeout"), "{}", ran.stderr);
     held.abort();
 }
 
