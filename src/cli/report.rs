@@ -67,14 +67,9 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, BoxError> {
     .await;
     db.stop().await;
     let sets = result?;
-    for (k, set) in sets.iter().enumerate() {
+    for set in &sets {
         match args.format {
-            Format::Table => {
-                if k > 0 {
-                    writeln!(out)?;
-                }
-                write_table(&mut out, set)?;
-            }
+            Format::Table => write_table(&mut out, set)?,
             Format::Csv => write_csv(&mut out, set)?,
             Format::Json => write_json(&mut out, set)?,
         }
@@ -83,7 +78,7 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// psql's aligned format: centred headers, numbers to the right, a row count.
+/// psql's aligned format: centred headers, numbers to the right, a row count and a blank line.
 fn write_table(out: &mut impl Write, set: &ResultSet) -> std::io::Result<()> {
     let cell = |v: &crate::store::report::Value| v.text.clone().unwrap_or_default();
     let mut widths: Vec<usize> = set.columns.iter().map(|c| c.name.chars().count()).collect();
@@ -101,19 +96,24 @@ fn write_table(out: &mut impl Write, set: &ResultSet) -> std::io::Result<()> {
             format!("{}{}{}", " ".repeat(pad / 2), c.name, " ".repeat(pad - pad / 2))
         })
         .collect();
-    writeln!(out, " {} ", header.join(" | ").trim_end())?;
+    writeln!(out, " {} ", header.join(" | "))?;
     writeln!(out, "{}", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"))?;
     for row in &set.rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&set.columns)
             .zip(&widths)
-            .map(|((v, c), &w)| if c.is_numeric() { format!("{:>w$}", cell(v)) } else { format!("{:<w$}", cell(v)) })
+            .enumerate()
+            .map(|(k, ((v, c), &w))| match (c.is_numeric(), k + 1 == set.columns.len()) {
+                (true, _) => format!("{:>w$}", cell(v)),
+                (false, false) => format!("{:<w$}", cell(v)),
+                (false, true) => cell(v), // psql pads no last text column (and keeps a value's own spaces)
+            })
             .collect();
-        writeln!(out, " {}", cells.join(" | ").trim_end())?;
+        writeln!(out, " {}", cells.join(" | "))?;
     }
     let n = set.rows.len();
-    writeln!(out, "({n} {})", if n == 1 { "row" } else { "rows" })
+    writeln!(out, "({n} {})\n", if n == 1 { "row" } else { "rows" })
 }
 
 /// As `psql --csv`: a header line; a field is quoted when it holds a comma, a quote or a line break.
