@@ -78,13 +78,18 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// psql's aligned format: centred headers, numbers to the right, a row count and a blank line.
+/// psql's aligned format: centred headers, numbers to the right, a value of several lines on
+/// as many lines with `+` at each break, a row count and a blank line.
 fn write_table(out: &mut impl Write, set: &ResultSet) -> std::io::Result<()> {
-    let cell = |v: &crate::store::report::Value| v.text.clone().unwrap_or_default();
+    let cells: Vec<Vec<Vec<&str>>> = set
+        .rows
+        .iter()
+        .map(|row| row.iter().map(|v| v.text.as_deref().unwrap_or("").split('\n').collect()).collect())
+        .collect();
     let mut widths: Vec<usize> = set.columns.iter().map(|c| c.name.chars().count()).collect();
-    for row in &set.rows {
-        for (w, v) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell(v).chars().count());
+    for row in &cells {
+        for (w, lines) in widths.iter_mut().zip(row) {
+            *w = lines.iter().map(|l| l.chars().count()).fold(*w, usize::max);
         }
     }
     let header: Vec<String> = set
@@ -98,19 +103,31 @@ fn write_table(out: &mut impl Write, set: &ResultSet) -> std::io::Result<()> {
         .collect();
     writeln!(out, " {} ", header.join(" | "))?;
     writeln!(out, "{}", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"))?;
-    for row in &set.rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&set.columns)
-            .zip(&widths)
-            .enumerate()
-            .map(|(k, ((v, c), &w))| match (c.is_numeric(), k + 1 == set.columns.len()) {
-                (true, _) => format!("{:>w$}", cell(v)),
-                (false, false) => format!("{:<w$}", cell(v)),
-                (false, true) => cell(v), // psql pads no last text column (and keeps a value's own spaces)
-            })
-            .collect();
-        writeln!(out, " {}", cells.join(" | "))?;
+    for row in &cells {
+        let height = row.iter().map(Vec::len).max().unwrap_or(1);
+        for i in 0..height {
+            let mut line = String::new();
+            for (k, ((lines, column), &w)) in row.iter().zip(&set.columns).zip(&widths).enumerate() {
+                let (text, more, last) =
+                    (lines.get(i).copied().unwrap_or(""), i + 1 < lines.len(), k + 1 == widths.len());
+                line.push(' ');
+                match (column.is_numeric(), last && !more) {
+                    (true, _) => line.push_str(&format!("{text:>w$}")),
+                    // psql pads no last text column (and keeps a value's own trailing spaces)
+                    (false, true) => line.push_str(text),
+                    (false, false) => line.push_str(&format!("{text:<w$}")),
+                }
+                line.push_str(match (more, last) {
+                    (true, _) => "+",
+                    (false, false) => " ",
+                    (false, true) => "",
+                });
+                if !last {
+                    line.push('|');
+                }
+            }
+            writeln!(out, "{line}")?;
+        }
     }
     let n = set.rows.len();
     writeln!(out, "({n} {})\n", if n == 1 { "row" } else { "rows" })
@@ -150,4 +167,26 @@ fn write_json(out: &mut impl Write, set: &ResultSet) -> std::io::Result<()> {
         })
         .collect();
     writeln!(out, "[{}]", rows.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::report::{ResultColumn, Value};
+
+    #[test]
+    fn a_table_of_values_on_several_lines_is_printed_as_psql_prints_it() {
+        let column = |name: &str, type_name: &str| ResultColumn { name: name.into(), type_name: type_name.into() };
+        let v = |t: &str| Value { text: Some(t.into()), json: String::new() };
+        let set = ResultSet {
+            columns: vec![column("command", "TEXT"), column("n", "INT4"), column("last", "TEXT")],
+            rows: vec![vec![v("line one\nl2"), v("12"), v("x")], vec![v("short"), v("3"), v("a\nbb")]],
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &set).unwrap();
+        // What psql 15 prints for the same rows.
+        let psql = " command  | n  | last \n----------+----+------\n line one+| 12 | x\n l2       |    | \n \
+                    short    |  3 | a   +\n          |    | bb\n(2 rows)\n\n";
+        assert_eq!(String::from_utf8(out).unwrap(), psql);
+    }
 }
