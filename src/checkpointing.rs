@@ -168,20 +168,26 @@ fn newest_in_dir(dir: &Path, key: &crate::domain::checkpoint::Verifier) -> Optio
 }
 
 /// Signs a checkpoint whenever the tree has grown, at most every `interval`, until `stop`.
-pub fn spawn(
+///
+/// The first checkpoint is signed before this returns (when the database answers): a service
+/// that takes deliveries has signed the tree as it found it, size 0 on a fresh database.
+pub async fn spawn(
     pool: PgPool,
     signer: Signer,
     interval: Duration,
     dir: Option<PathBuf>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        if let Some(dir) = &dir {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                tracing::error!(error = %e, dir = %dir.display(), "cannot create CHECKPOINT_DIR");
-            }
+    if let Some(dir) = &dir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot create CHECKPOINT_DIR");
         }
-        let mut last = None;
+    }
+    let mut last = None;
+    if let Err(e) = sign_if_grown(&pool, &signer, dir.as_deref(), &mut last).await {
+        tracing::error!(error = %e, "signing the first checkpoint");
+    }
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

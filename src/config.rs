@@ -1,9 +1,10 @@
 //! Every setting in one place: a flag each, with an environment variable of the same name.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
@@ -11,49 +12,27 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const DEFAULT_BATCH_MAX: usize = 256;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
-pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_KEEPALIVE_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Room under the common 1,024 open-file limit for the database pools, the private cluster's
+/// socket and log files, and the connection accepted only to be closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 768;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's HTTP/1 read buffer cannot be smaller.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
-/// A value that must never be printed: its Debug shows nothing of it.
-#[derive(Clone)]
-pub struct Secret(String);
+/// A value that must never be printed: its Debug shows nothing of it, and it is zeroed when dropped.
+pub type Secret = secrecy::SecretString;
 
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "ticket-audit",
-    version,
-    about = "The audit record of an AI ServiceDesk: receive, record, normalize, serve."
-)]
-pub struct Cli {
-    /// Log format: human-readable text, or one JSON object per line.
+/// Settings every command takes: how logs are written.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format: human-readable text (coloured only on a terminal), or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-    /// Log filter, in tracing's EnvFilter syntax.
-    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
-    pub log_filter: String,
-    #[command(subcommand)]
-    pub command: Command,
+    /// Log filter, in tracing's EnvFilter syntax (e.g. `info,ticket_audit=debug`).
+    #[arg(long = "rust-log", alias = "log-filter", env = "RUST_LOG", default_value = "info", global = true)]
+    pub rust_log: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,119 +41,12 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Apply migrations, then serve HTTP.
-    Serve(ServeArgs),
-    /// Apply migrations and exit.
-    Migrate(DatabaseArgs),
-    /// Check the tamper-evidence of the stored record; exit non-zero on a break, naming where.
-    Verify(VerifyArgs),
-    /// Write the compliance record (executed commands) as NDJSON or CSV.
-    Export(ExportArgs),
-    /// Load deliveries from NDJSON, one stored delivery per line, as if received.
-    Import(ImportArgs),
-    /// Rebuild the normalized tables from the stored deliveries.
-    Reproject(DatabaseArgs),
-    /// Write a checkpoint signing key (a file, mode 0600) and print its verifier key.
-    Keygen(KeygenArgs),
-    /// Print a command's evidence document: what `check-evidence` checks offline.
-    Evidence(EvidenceArgs),
-    /// Check an evidence document offline (no database, no network); exit non-zero naming what failed.
-    CheckEvidence(CheckEvidenceArgs),
-}
-
-/// The verifiable log's signing key and checkpoints.
-#[derive(Debug, Clone, Default, Args)]
-pub struct CheckpointSettings {
-    /// The checkpoint signing key (`ticket-audit keygen` writes one). Without it, one is generated
-    /// in DATA_DIR on first start (checkpoint.key) and its verifier key is logged.
-    #[arg(long, env = "CHECKPOINT_KEY_FILE")]
-    pub checkpoint_key_file: Option<PathBuf>,
-    /// The log's name in its checkpoints, unique per deployment (the key's name; by default the
-    /// name the key was made with).
-    #[arg(long, env = "CHECKPOINT_ORIGIN")]
-    pub checkpoint_origin: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct KeygenArgs {
-    /// The key's name: the log's origin. Defaults to CHECKPOINT_ORIGIN.
-    #[arg(long, env = "CHECKPOINT_ORIGIN")]
-    pub name: Option<String>,
-    /// Where to write the key (refuses to overwrite).
-    #[arg(long, default_value = "checkpoint.key")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct EvidenceArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    /// The command's id, as the read API gives it (`SEQ.POSITION`).
-    pub command_id: String,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CheckEvidenceArgs {
-    /// The log's verifier key line (from GET /api/v1/ledger/key), or a file holding it.
-    #[arg(long)]
-    pub key: String,
-    /// The evidence document (`-` for standard input).
-    pub file: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    /// Also prove the chain still passes through this head, recorded earlier (from GET /api/v1/ledger/head).
-    #[arg(long, env = "EXPECT_HEAD", value_name = "SEQ:HASH")]
-    pub expect_head: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Also prove that today's tree extends this checkpoint, saved earlier (a signed note), and
-    /// that every stored tree hash matches the deliveries.
-    #[arg(long, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
-    /// The verifier key to check the checkpoint's signature with (a line or a file); by default
-    /// the configured signing key's.
-    #[arg(long, value_name = "VERIFIER_KEY", requires = "checkpoint")]
-    pub key: Option<String>,
-    #[command(flatten)]
-    pub signing: CheckpointSettings,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    /// First time included (RFC 3339).
-    #[arg(long, value_parser = rfc3339)]
-    pub since: Option<time::OffsetDateTime>,
-    /// First time excluded (RFC 3339).
-    #[arg(long, value_parser = rfc3339)]
-    pub until: Option<time::OffsetDateTime>,
-    #[arg(long, value_enum, default_value_t = crate::store::export::Format::Ndjson)]
-    pub format: crate::store::export::Format,
-    /// Write here instead of standard output.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ImportArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    /// NDJSON file (`-` for standard input). Each line: {"body": <the delivery>, "headers": {...}, "received_at": "..."}
-    /// (or "body_base64" for the exact bytes); a line without "body" or "body_base64" is itself the body.
-    pub file: PathBuf,
-}
-
-fn rfc3339(s: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("`{s}` is not an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
+/// Where the database is, and how to talk to it: every command that reads or writes the record takes these.
+impl DatabaseArgs {
+    /// The data directory as given, or the default (where the generated checkpoint key lives).
+    pub fn data_dir_or_default(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(crate::store::database::DEFAULT_DATA_DIR))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -182,26 +54,51 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL. Without one, a private cluster is run in DATA_DIR from the PostgreSQL binaries installed here.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
-    /// Where the private PostgreSQL cluster lives when DATABASE_URL is not set.
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// Where the private PostgreSQL cluster lives when DATABASE_URL is not set [default: ./data; run as root
+    /// where the server's user cannot reach ./data, /var/lib/ticket-audit]
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Most connections the service opens for reads (the writer keeps two more).
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
     /// How long to wait for a database connection before answering 503, in milliseconds.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
     pub db_acquire_timeout_ms: u64,
+    /// How long opening a connection may take (TCP, TLS, authentication), in milliseconds; then the
+    /// command stops with an error naming the host.
+    #[arg(long, env = "DB_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS)]
+    pub db_connect_timeout_ms: u64,
+    /// Longest a single SQL statement may run, in milliseconds (PostgreSQL's statement_timeout; 0: no
+    /// limit) [default: 60000 for `serve`, no limit for the other commands, which stream the whole record]
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS")]
+    pub db_statement_timeout_ms: Option<u64>,
+    /// Never apply migrations: start only if the schema is already the one this build needs (for a login that
+    /// may write rows but not change the schema). Without it, migrations are applied when the schema is behind.
+    #[arg(long, env = "NO_MIGRATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_migrate: bool,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    /// Address to listen on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
-    pub listen_addr: SocketAddr,
-    #[command(flatten)]
-    pub http: HttpSettings,
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS_SERVE: u64 = 60_000;
+
+impl Default for DatabaseArgs {
+    fn default() -> Self {
+        DatabaseArgs {
+            database_url: None,
+            data_dir: None,
+            db_max_connections: 10,
+            db_acquire_timeout_ms: 3000,
+            db_connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            db_statement_timeout_ms: None,
+            no_migrate: false,
+        }
+    }
+}
+
+impl DatabaseArgs {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_connect_timeout_ms)
+    }
 }
 
 /// What the HTTP application needs to know, apart from where its database is.
@@ -238,6 +135,27 @@ pub struct HttpSettings {
     /// no single delivery holds up everyone else's for long.
     #[arg(long, env = "MAX_DELIVERY_ROWS", default_value_t = crate::ingest::DEFAULT_MAX_DELIVERY_ROWS)]
     pub max_delivery_rows: usize,
+    /// Longest time a client may take to send a request's line and headers, in milliseconds,
+    /// counted from when the connection waits for it (accepted, or the previous answer sent);
+    /// then the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, in seconds (HTTP/1
+    /// connections between requests are also bound by HEADER_READ_TIMEOUT_MS, whichever is shorter).
+    #[arg(long, env = "KEEPALIVE_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_KEEPALIVE_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_idle_timeout_secs: u64,
+    /// Most client connections open at once; beyond, a new connection is closed as soon as it is
+    /// accepted (counted and logged), so the service never runs out of file descriptors.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes; beyond, 431. HTTP/2:
+    /// the largest header list (RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE). At least 8192.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_HEADER_BYTES as u64..=u32::MAX as u64))]
+    pub max_header_bytes: usize,
     #[command(flatten)]
     pub signing: CheckpointSettings,
     /// Most often a checkpoint is signed while the tree grows, in milliseconds.
@@ -246,6 +164,21 @@ pub struct HttpSettings {
     /// Also write every checkpoint signed here, one file each (somewhere the database's superuser cannot reach).
     #[arg(long, env = "CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
+
+/// The verifiable log's signing key and origin (`serve`, and `verify --checkpoint` without `--key`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckpointSettings {
+    /// The checkpoint signing key (`ticket-audit keygen` writes one). Without it, one is generated
+    /// in DATA_DIR on first start (checkpoint.key) and its verifier key is logged.
+    #[arg(long, env = "CHECKPOINT_KEY_FILE")]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// The log's name in its checkpoints, unique per deployment (the key's name; by default the
+    /// name the key was made with).
+    #[arg(long, env = "CHECKPOINT_ORIGIN")]
+    pub checkpoint_origin: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -261,6 +194,10 @@ impl Default for HttpSettings {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_delivery_rows: crate::ingest::DEFAULT_MAX_DELIVERY_ROWS,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            keepalive_idle_timeout_secs: DEFAULT_KEEPALIVE_IDLE_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             signing: CheckpointSettings::default(),
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
             checkpoint_dir: None,
@@ -271,16 +208,12 @@ impl Default for HttpSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
+    use secrecy::ExposeSecret;
 
     #[test]
     fn secrets_do_not_print() {
-        let s = Secret::new("whsec_abc".into());
+        let s = Secret::from("whsec_abc");
         assert!(!format!("{s:?}").contains("abc"));
+        assert_eq!(s.expose_secret(), "whsec_abc");
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use crate::checkpointing::{read_key_file, write_key_file, GENERATED_KEY_FILE};
-use crate::config::{CheckEvidenceArgs, CheckpointSettings, KeygenArgs};
+use crate::config::CheckpointSettings;
 use crate::domain::checkpoint::{Checkpoint, Signer, Verifier};
 use crate::domain::evidence::{self, Evidence};
 use crate::domain::merkle::check_tree;
@@ -15,12 +15,11 @@ use crate::store::{ledger, tree};
 use crate::BoxError;
 
 /// `keygen`: writes a private key file (mode 0600) and prints the verifier key.
-pub fn keygen(args: &KeygenArgs) -> Result<(), BoxError> {
-    let name =
-        args.name.as_deref().ok_or("give the key a name with --name (or CHECKPOINT_ORIGIN): the log's origin")?;
+pub fn keygen(name: Option<&str>, out: &Path) -> Result<(), BoxError> {
+    let name = name.ok_or("give the key a name with --name (or CHECKPOINT_ORIGIN): the log's origin")?;
     let signer = Signer::generate(name)?;
-    write_key_file(&args.out, &signer)?;
-    eprintln!("wrote the signing key to {} (mode 0600); the verifier key, to publish:", args.out.display());
+    write_key_file(out, &signer)?;
+    eprintln!("wrote the signing key to {} (mode 0600); the verifier key, to publish:", out.display());
     println!("{}", signer.verifier());
     Ok(())
 }
@@ -32,12 +31,12 @@ pub fn parse_verifier(arg: &str) -> Result<Verifier, BoxError> {
 }
 
 /// `check-evidence`: offline, from the file and the key alone.
-pub fn check_evidence(args: &CheckEvidenceArgs) -> Result<(), BoxError> {
-    let key = parse_verifier(&args.key)?;
-    let text = if args.file.as_os_str() == "-" {
+pub fn check_evidence(key: &str, file: &Path) -> Result<(), BoxError> {
+    let key = parse_verifier(key)?;
+    let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
-        std::fs::read_to_string(&args.file)?
+        std::fs::read_to_string(file)?
     };
     let doc: Evidence =
         serde_json::from_str(&text).map_err(|e| format!("FAILED document: not an evidence document ({e})"))?;

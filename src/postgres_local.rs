@@ -5,13 +5,18 @@
 //! are gone, however we go: the guardian blocks reading a pipe whose only write end lives in
 //! [`LocalPostgres`], and the kernel closes that end when we exit, panic or are SIGKILLed.
 
+use std::io::{Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use nix::fcntl::{Flock, FlockArg};
+use sqlx::postgres::PgConnectOptions;
 use tokio::process::{Child, Command};
 
+/// The superuser initdb creates.
+const SUPERUSER: &str = "postgres";
 /// Only names the socket file: the socket directory is private, so the default port cannot clash.
 const PORT: u16 = 5432;
 /// sun_path holds 108 bytes on Linux and 104 on macOS; stay clear of both.
@@ -26,11 +31,18 @@ rc=$?
 if [ "$3" = ephemeral ]; then rm -rf -- "$2" "$4"; fi
 exit $rc"#;
 
+/// How long a command waits for a cluster that another process is starting.
+const WAIT_FOR_OTHER_START: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How to run the cluster.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOptions {
     /// Throwaway cluster for tests: fsync=off, synchronous_commit=off, full_page_writes=off; the directory is removed when the cluster stops.
     pub ephemeral: bool,
+    /// Refuse to start when another process runs the cluster (`serve`: it must own the server it
+    /// depends on, or that process's exit would stop the server under it). Without it, a cluster
+    /// another process runs is used as it is (`verify` while `serve` runs).
+    pub exclusive: bool,
 }
 
 /// A running private cluster. [`LocalPostgres::stop`] shuts it down and waits; merely dropping it
@@ -42,6 +54,9 @@ pub struct LocalPostgres {
     ephemeral: bool,
     /// Its stdin is the pipe whose closing tells it to stop the server; `None` once closed.
     guardian: Option<Child>,
+    /// The data directory's lock (`<data dir>.lock`), held while we run the server. The guardian
+    /// holds it too (as its stdout), so it is free only once the server is stopped.
+    lock: Option<Flock<std::fs::File>>,
 }
 
 /// Why the private cluster could not be started or stopped.
@@ -70,6 +85,14 @@ pub enum LocalPgError {
     UnsupportedPath(PathBuf),
     #[error("a PostgreSQL server is already running in {0} (another instance?): stop it first")]
     AlreadyRunning(PathBuf),
+    #[error(
+        "another ticket-audit process ({owner}) runs the private PostgreSQL in {dir}: stop it first, \
+         or give this one another DATA_DIR (two services on one data directory would share one \
+         server, and the first to stop would take it away from the other)"
+    )]
+    InUse { dir: PathBuf, owner: String },
+    #[error("another ticket-audit process ({owner}) is starting the private PostgreSQL in {dir}, and it is not up after {secs} s")]
+    OtherStartTimedOut { dir: PathBuf, owner: String, secs: u64 },
     #[error("could not {what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("`{command}` failed ({status}):\n{output}")]
@@ -89,6 +112,21 @@ impl LocalPostgres {
             return Err(LocalPgError::UnsupportedPath(data_dir));
         }
         prepare_data_dir(&data_dir, &user).await?;
+        let lock = if opts.ephemeral {
+            None // a directory of the test run's own
+        } else {
+            match take_lock_waiting_for_the_dead(&data_dir).await? {
+                Lock::Taken(lock) => Some(lock),
+                Lock::Busy { owner } if opts.exclusive => return Err(LocalPgError::InUse { dir: data_dir, owner }),
+                Lock::Busy { owner } => {
+                    // Its owner runs it (or is starting it): use it, and leave stopping it to its owner.
+                    wait_until_running(&bin_dir, &data_dir, &user, &owner).await?;
+                    tracing::info!("using the private PostgreSQL that {owner} runs in {}", data_dir.display());
+                    let socket_dir = socket_dir_for(&data_dir);
+                    return Ok(LocalPostgres { data_dir, socket_dir, ephemeral: false, guardian: None, lock: None });
+                }
+            }
+        };
         let kind = if opts.ephemeral { "ephemeral" } else { "durable" };
         tracing::info!(
             "starting private PostgreSQL cluster ({kind}) in {}, binaries from {}, as user {}",
@@ -111,21 +149,24 @@ impl LocalPostgres {
         create_private_dir(&socket_dir, &user)?;
 
         // A server running here already is not ours: the guardian must never stop it (or remove it).
-        let mut status = user.command(&bin_dir.join("pg_ctl"));
-        status.arg("-D").arg(&data_dir).arg("status");
-        if run(status, &user, None).await.is_ok() {
+        if is_running(&bin_dir, &data_dir, &user).await {
             if opts.ephemeral {
                 return Err(LocalPgError::AlreadyRunning(data_dir));
             }
-            // Another ticket-audit process (say `serve`, while an operator runs `verify`) owns it:
-            // use it, and leave starting and stopping it to its owner.
-            tracing::info!("using the private PostgreSQL already running in {}", data_dir.display());
-            return Ok(LocalPostgres { data_dir, socket_dir, ephemeral: false, guardian: None });
+            // No ticket-audit process owns it (we hold the lock): started by hand, or still being
+            // stopped by a guardian. Use it; we keep the lock, so no other service starts beside us.
+            tracing::info!(
+                "using the PostgreSQL server already running in {} (not started by ticket-audit)",
+                data_dir.display()
+            );
+            return Ok(LocalPostgres { data_dir, socket_dir, ephemeral: false, guardian: None, lock });
         }
         // The guardian comes first, so the server never runs unguarded. Spawning it only after
         // initdb accepted the directory (as empty or as a cluster) keeps its `rm -rf` on our files.
-        let guardian = spawn_guardian(&bin_dir, &data_dir, &socket_dir, kind, &user)?;
-        let mut pg = LocalPostgres { data_dir, socket_dir, ephemeral: opts.ephemeral, guardian: Some(guardian) };
+        let guardian_lock =
+            lock.as_ref().map(|l| l.try_clone()).transpose().map_err(io_err("share the data directory lock".into()))?;
+        let guardian = spawn_guardian(&bin_dir, &data_dir, &socket_dir, kind, &user, guardian_lock)?;
+        let mut pg = LocalPostgres { data_dir, socket_dir, ephemeral: opts.ephemeral, guardian: Some(guardian), lock };
 
         let log = pg.data_dir.join("server.log");
         let mut pg_ctl = user.command(&bin_dir.join("pg_ctl"));
@@ -139,16 +180,32 @@ impl LocalPostgres {
             let _ = pg.shut_down_guardian().await;
             return Err(e);
         }
-        tracing::info!("private PostgreSQL is up: psql -h '{}' -U postgres", pg.socket_dir.display());
+        tracing::info!("private PostgreSQL is up, socket directory {}", pg.socket_dir.display());
         Ok(pg)
     }
 
-    /// A sqlx-compatible URL to `database` over the Unix socket (sqlx reads a `host=` starting
-    /// with '/' as the socket directory).
-    pub fn url(&self, database: &str) -> String {
-        let db = percent_encode(database.as_bytes());
-        let host = percent_encode(self.socket_dir.as_os_str().as_bytes());
-        format!("postgres://postgres@localhost/{db}?host={host}&port={PORT}")
+    /// How to reach `database` as the cluster's superuser, over the Unix socket.
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new().socket(&self.socket_dir).port(PORT).username(SUPERUSER).database(database)
+    }
+
+    /// The arguments that point psql at `database` (`-h <socket dir> -p <port> -U postgres -d <db>`).
+    pub fn psql_args(&self, database: &str) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["-h".into(), self.socket_dir.clone().into_os_string()];
+        args.extend([
+            "-p".into(),
+            PORT.to_string().into(),
+            "-U".into(),
+            SUPERUSER.into(),
+            "-d".into(),
+            database.into(),
+        ]);
+        args
+    }
+
+    /// Whether this process started the server (and stops it), or uses one another process runs.
+    pub fn is_owned(&self) -> bool {
+        self.guardian.is_some()
     }
 
     /// Absolute path of the data directory.
@@ -191,6 +248,7 @@ impl LocalPostgres {
         };
         drop(guardian.stdin.take());
         let status = guardian.wait().await.map_err(io_err("wait for the guardian".into()))?;
+        drop(self.lock.take()); // the server is stopped: another process may run it now
         if status.success() {
             return Ok(());
         }
@@ -209,6 +267,8 @@ impl Drop for LocalPostgres {
     fn drop(&mut self) {
         if let Some(mut guardian) = self.guardian.take() {
             drop(guardian.stdin.take());
+            // The guardian keeps the lock until the server is stopped.
+            drop(self.lock.take());
             tracing::debug!("PostgreSQL in {} is left to its guardian", self.data_dir.display());
         }
     }
@@ -371,14 +431,18 @@ fn spawn_guardian(
     socket_dir: &Path,
     kind: &str,
     user: &ServerUser,
+    lock: Option<std::fs::File>,
 ) -> Result<Child, LocalPgError> {
     let mut cmd = user.command(Path::new("/bin/sh"));
     cmd.args(["-c", GUARDIAN_SCRIPT, "pglocal-guardian"]);
     cmd.arg(bin_dir.join("pg_ctl")).arg(data_dir).arg(kind).arg(socket_dir);
     // Our end of the pipe is close-on-exec, so no other child holds it open. Own process group: a
     // Ctrl-C meant for us must not kill the guardian before it has done its job. Output is not
-    // piped to us: once we are gone, writing to such a pipe would kill it with SIGPIPE.
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    // piped to us: once we are gone, writing to such a pipe would kill it with SIGPIPE. Its stdout
+    // is the data directory's lock file (it writes nothing there): holding that open file, it holds
+    // the lock until it has stopped the server, even after we are gone.
+    let stdout = lock.map_or_else(Stdio::null, Stdio::from);
+    cmd.stdin(Stdio::piped()).stdout(stdout).stderr(Stdio::null()).process_group(0);
     cmd.spawn().map_err(io_err("spawn the guardian (/bin/sh)".into()))
 }
 
@@ -418,14 +482,93 @@ fn describe(cmd: &Command, user: &ServerUser) -> String {
     text
 }
 
-fn percent_encode(bytes: &[u8]) -> String {
-    let encode = |b: u8| match b {
-        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).into(),
-        _ => format!("%{b:02X}"),
-    };
-    bytes.iter().map(|&b| encode(b)).collect()
-}
-
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> LocalPgError {
     move |source| LocalPgError::Io { what, source }
+}
+
+enum Lock {
+    Taken(Flock<std::fs::File>),
+    Busy { owner: String },
+}
+
+/// Takes the lock; while it is held only by the guardian of a process that is gone (stopping
+/// that process's server), waits for it, bounded: a service restarted right after a crash
+/// starts instead of being refused.
+async fn take_lock_waiting_for_the_dead(data_dir: &Path) -> Result<Lock, LocalPgError> {
+    let started = std::time::Instant::now();
+    loop {
+        let (lock, pid) = take_lock(data_dir)?;
+        let gone = pid.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+        });
+        if !gone || matches!(lock, Lock::Taken(_)) || started.elapsed() > WAIT_FOR_OTHER_START {
+            return Ok(lock);
+        }
+        tracing::debug!(
+            "the lock of {} is held by the guardian of a process that is gone; waiting",
+            data_dir.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Takes `<data dir>.lock` (flock, so the kernel frees it when its holders are gone, however they
+/// go) and writes our pid in it; when another process holds it, says which.
+fn take_lock(data_dir: &Path) -> Result<(Lock, Option<i32>), LocalPgError> {
+    let mut path = data_dir.as_os_str().to_owned();
+    path.push(".lock");
+    let path = PathBuf::from(path);
+    let what = format!("open the lock file {}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(what))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let pid = std::process::id();
+            let written = lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| writeln!(lock, "{pid}"));
+            written.map_err(io_err(format!("write {}", path.display())))?;
+            Ok((Lock::Taken(lock), None))
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let pid = text.trim().parse::<i32>().ok();
+            let owner = pid.map_or_else(|| "unknown pid".to_owned(), |pid| format!("pid {pid}"));
+            Ok((Lock::Busy { owner }, pid))
+        }
+        Err((_, errno)) => Err(io_err(format!("lock {}", path.display()))(std::io::Error::from(errno))),
+    }
+}
+
+async fn is_running(bin_dir: &Path, data_dir: &Path, user: &ServerUser) -> bool {
+    let mut status = user.command(&bin_dir.join("pg_ctl"));
+    status.arg("-D").arg(data_dir).arg("status");
+    run(status, user, None).await.is_ok()
+}
+
+/// Waits, bounded, until the server another process is starting accepts connections.
+async fn wait_until_running(
+    bin_dir: &Path,
+    data_dir: &Path,
+    user: &ServerUser,
+    owner: &str,
+) -> Result<(), LocalPgError> {
+    let started = std::time::Instant::now();
+    let ready = data_dir.join("postmaster.pid");
+    loop {
+        // pg_ctl start -w writes "ready" in postmaster.pid's status line once connections are accepted.
+        let up = std::fs::read_to_string(&ready).is_ok_and(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"));
+        if up && is_running(bin_dir, data_dir, user).await {
+            return Ok(());
+        }
+        if started.elapsed() > WAIT_FOR_OTHER_START {
+            let (dir, owner, secs) = (data_dir.to_owned(), owner.to_owned(), WAIT_FOR_OTHER_START.as_secs());
+            return Err(LocalPgError::OtherStartTimedOut { dir, owner, secs });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

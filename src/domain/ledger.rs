@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn encoding_is_pinned() {
-        // Recomputed independently with Python's hashlib/struct (see README, "Verifying the chain").
+        // Recomputed independently with Python's hashlib/struct (docs/ledger.md, "Recomputing it yourself").
         let body = sha256(b"{}");
         let f = ChainedFields {
             seq: 1,

@@ -28,15 +28,26 @@ pub fn parse(s: &str) -> Option<OffsetDateTime> {
 
 /// RFC 3339 in UTC. Total: a time outside [`MIN`]..=[`MAX`] (which the service never stores,
 /// but a database edited by hand may hold) is written with the year as a signed number,
-/// ISO 8601's expanded form, rather than failing the answer.
+/// ISO 8601's expanded form, rather than failing the answer; one with no UTC form within the
+/// `time` crate's range keeps its own offset, so the instant written is always the right one.
 pub fn format(t: OffsetDateTime) -> String {
-    let utc = t.checked_to_offset(UtcOffset::UTC).unwrap_or(t);
-    if let Ok(s) = utc.format(&Rfc3339) {
-        return s;
+    match t.checked_to_offset(UtcOffset::UTC) {
+        Some(utc) => utc.format(&Rfc3339).unwrap_or_else(|_| expanded(utc)),
+        None => expanded(t),
     }
-    let (y, m, d) = (utc.year(), utc.month() as u8, utc.day());
-    let (h, mi, s, us) = (utc.hour(), utc.minute(), utc.second(), utc.microsecond());
-    format!("{y:+05}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z")
+}
+
+fn expanded(t: OffsetDateTime) -> String {
+    let (y, m, d) = (t.year(), t.month() as u8, t.day());
+    let (h, mi, s, us) = (t.hour(), t.minute(), t.second(), t.microsecond());
+    let offset = t.offset();
+    let zone = if offset.is_utc() {
+        "Z".to_owned()
+    } else {
+        let (oh, om, _) = offset.as_hms();
+        format!("{}{:02}:{:02}", if offset.is_negative() { '-' } else { '+' }, oh.unsigned_abs(), om.unsigned_abs())
+    };
+    format!("{y:+05}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}{zone}")
 }
 
 /// PostgreSQL `timestamptz` holds microseconds.
@@ -62,6 +73,8 @@ mod tests {
         assert_eq!(format(MIN), "0001-01-01T00:00:00Z");
         assert_eq!(format(datetime!(-0001-12-31 23:59 UTC)), "-0001-12-31T23:59:00.000000Z");
         assert_eq!(format(datetime!(2026-01-02 01:04:05 +02:00)), "2026-01-01T23:04:05Z");
+        // No UTC form within `time`'s range: its own offset, so the instant stays right.
+        assert_eq!(format(datetime!(9999-12-31 23:59:59 -23:59)), "+9999-12-31T23:59:59.000000-23:59");
     }
 
     fn any_time() -> impl Strategy<Value = OffsetDateTime> {

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -35,9 +36,9 @@ impl WebhookAuth {
         token: Option<&Secret>,
         tolerance_secs: u64,
     ) -> Result<Self, AuthConfigError> {
-        if let Some(secrets) = secrets.filter(|s| !s.expose().trim().is_empty()) {
+        if let Some(secrets) = secrets.filter(|s| !s.expose_secret().trim().is_empty()) {
             let keys = secrets
-                .expose()
+                .expose_secret()
                 .split_whitespace()
                 .enumerate()
                 .map(|(i, s)| {
@@ -47,8 +48,8 @@ impl WebhookAuth {
                 .collect::<Result<_, _>>()?;
             return Ok(WebhookAuth::Signatures { keys, tolerance_secs: tolerance_secs as i64 });
         }
-        if let Some(token) = token.filter(|t| !t.expose().is_empty()) {
-            return Ok(WebhookAuth::Token(TokenDigest::of(token.expose())));
+        if let Some(token) = token.filter(|t| !t.expose_secret().is_empty()) {
+            return Ok(WebhookAuth::Token(TokenDigest::of(token.expose_secret())));
         }
         Ok(WebhookAuth::Open)
     }
@@ -84,7 +85,8 @@ impl WebhookAuth {
         ) else {
             return Err(ApiError::Unauthorized("missing webhook-id, webhook-timestamp or webhook-signature header"));
         };
-        let ts_num: i64 = ts.trim().parse().map_err(|_| ApiError::Unauthorized("webhook-timestamp is not a number"))?;
+        let ts_num = unix_seconds(ts)
+            .ok_or(ApiError::Unauthorized("webhook-timestamp must be integer seconds since 1970, digits only"))?;
         if now_unix.saturating_sub(ts_num) > *tolerance_secs {
             return Err(ApiError::Unauthorized("webhook-timestamp is too old"));
         }
@@ -95,6 +97,19 @@ impl WebhookAuth {
             .then_some(())
             .ok_or(ApiError::Unauthorized("no webhook-signature matches"))
     }
+}
+
+/// Most digits of a `webhook-timestamp`: seconds up to the year 9999 (253402300799).
+const MAX_TIMESTAMP_DIGITS: usize = 12;
+
+/// A `webhook-timestamp` in the Standard Webhooks form: integer seconds, ASCII digits with no
+/// sign, no space and no leading zero (`0` itself aside), so that one instant has one spelling
+/// and `000<now>` or `+<now>` is not a second signed form of it.
+fn unix_seconds(s: &str) -> Option<i64> {
+    let canonical = (1..=MAX_TIMESTAMP_DIGITS).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
 }
 
 /// Standard Webhooks: HMAC-SHA256 over `id.timestamp.body`; any `v1,<base64>` entry may match.
@@ -148,9 +163,9 @@ pub enum ApiAuth {
 
 impl ApiAuth {
     pub fn from_settings(tokens: Option<&Secret>) -> Result<Self, AuthConfigError> {
-        let Some(tokens) = tokens.filter(|t| !t.expose().trim().is_empty()) else { return Ok(ApiAuth::Open) };
+        let Some(tokens) = tokens.filter(|t| !t.expose_secret().trim().is_empty()) else { return Ok(ApiAuth::Open) };
         let entries = tokens
-            .expose()
+            .expose_secret()
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|e| !e.is_empty())
             .enumerate()
@@ -251,9 +266,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Every string: accepted exactly when it is the decimal spelling of a number of seconds
+        /// (no sign, no leading zero, at most 12 digits), and then read as that number.
+        #[test]
+        fn timestamps_are_plain_integer_seconds(s in "[-+ 0-9a-f.eE]{0,14}") {
+            let plain = s.len() <= MAX_TIMESTAMP_DIGITS && s.parse::<u64>().is_ok_and(|n| n.to_string() == s);
+            proptest::prop_assert_eq!(unix_seconds(&s).is_some(), plain, "{:?}", s);
+            if let Some(n) = unix_seconds(&s) {
+                proptest::prop_assert_eq!(n.to_string(), s);
+            }
+        }
+
+        /// Every number of seconds up to the year 9999 is accepted in its plain spelling and in
+        /// no other: zero-padded, signed, spaced.
+        #[test]
+        fn each_instant_has_one_spelling(n in 0i64..=253_402_300_799) {
+            proptest::prop_assert_eq!(unix_seconds(&n.to_string()), Some(n));
+            for other in [format!("0{n}"), format!("000{n}"), format!("+{n}"), format!("-{n}"), format!(" {n}"), format!("{n} "), format!("{n}.0")] {
+                proptest::prop_assert_eq!(unix_seconds(&other), None, "{:?}", other);
+            }
+        }
+    }
+
     #[test]
     fn api_tokens_bind_tenants() {
-        let auth = ApiAuth::from_settings(Some(&Secret::new("admin, t1=tenant-a".into()))).unwrap();
+        let auth = ApiAuth::from_settings(Some(&Secret::from("admin, t1=tenant-a"))).unwrap();
         let headers = |t: &str| {
             let mut h = HeaderMap::new();
             h.insert("authorization", format!("Bearer {t}").parse().unwrap());

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::auth::Reader;
 use super::error::{ApiError, ReadProblems};
 use super::pagination::{Page, PageParams};
-use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
+use super::{query_time, rfc3339, AppState, Path, Query};
 use crate::store::read::{self, DeliveryFilter, DeliveryRecord};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -73,11 +73,11 @@ impl From<DeliveryRecord> for Delivery {
 pub struct DeliveryParams {
     action: Option<String>,
     /// RFC 3339, inclusive, on `received_at`.
-    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[serde(default, deserialize_with = "query_time::deserialize")]
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<time::OffsetDateTime>,
     /// RFC 3339, exclusive, on `received_at`.
-    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[serde(default, deserialize_with = "query_time::deserialize")]
     #[param(value_type = Option<String>, format = DateTime)]
     until: Option<time::OffsetDateTime>,
     /// 1 to 500, default 50.

@@ -26,7 +26,7 @@ pub struct Receipt {
 #[utoipa::path(post, path = "/webhooks", tag = "ingest",
     request_body(content = Object, content_type = "application/json", description = "a ServiceDesk delivery: {Action, Data: {RequestBody, ResponseBody, StatusCode}}"),
     params(("webhook-id" = Option<String>, Header, pattern = "^[!-~]{1,256}$", description = "the delivery's key (svix-id is an alias)"),
-           ("webhook-timestamp" = Option<String>, Header, description = "Unix seconds (signed deliveries)"),
+           ("webhook-timestamp" = Option<String>, Header, pattern = "^(0|[1-9][0-9]{0,11})$", description = "Unix seconds, digits only (signed deliveries)"),
            ("webhook-signature" = Option<String>, Header, description = "v1,<base64> entries (signed deliveries)"),
            ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,256}$", description = "the key when there is no webhook-id")),
     responses((status = 202, body = Receipt, description = "new delivery, committed"),
@@ -58,8 +58,37 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body
     Ok((status, Json(receipt)).into_response())
 }
 
-async fn store(app: AppState, headers: HeaderMap, body: Body) -> Result<(StatusCode, Receipt), ApiError> {
+/// Headers whose value authenticates a delivery or keys it.
+const SINGLE_VALUED: [&str; 7] = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "idempotency-key",
+];
+
+/// The signature check reads the first value of a header and the stored identity the last, so a
+/// captured delivery replayed with a second `webhook-id` would pass the check under a new key.
+/// Each of these headers must therefore have one value: a repeat of the same value is that
+/// value, and two different values are refused.
+fn one_value_each(headers: &mut HeaderMap) -> Result<(), ApiError> {
+    for name in SINGLE_VALUED {
+        let mut values = headers.get_all(name).iter();
+        let (Some(first), Some(_)) = (values.next(), values.next()) else { continue };
+        if headers.get_all(name).iter().any(|v| v != first) {
+            return Err(ApiError::BadRequest(format!("two different {name} headers: a delivery has one")));
+        }
+        let first = first.clone();
+        headers.insert(name, first);
+    }
+    Ok(())
+}
+
+async fn store(app: AppState, mut headers: HeaderMap, body: Body) -> Result<(StatusCode, Receipt), ApiError> {
     let received_at = truncate_to_micros(OffsetDateTime::now_utc());
+    one_value_each(&mut headers)?;
     app.webhook_auth.check_headers(&headers)?;
     let body = read_limited(&headers, body, app.max_body_bytes).await?;
     app.webhook_auth.check_body(&headers, &body, received_at.unix_timestamp())?;
@@ -83,5 +112,28 @@ async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<b
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
         Err(e) => Err(ApiError::BadRequest(format!("could not read the body: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn identity_headers_have_one_value() {
+        for name in SINGLE_VALUED {
+            let mut h = HeaderMap::new();
+            h.append(name, HeaderValue::from_static("a"));
+            h.append(name, HeaderValue::from_static("a"));
+            h.append("x-other", HeaderValue::from_static("1"));
+            h.append("x-other", HeaderValue::from_static("2"));
+            one_value_each(&mut h).unwrap();
+            assert_eq!(h.get_all(name).iter().collect::<Vec<_>>(), vec!["a"], "{name}: repeats are one value");
+            assert_eq!(h.get_all("x-other").iter().count(), 2, "other headers are left alone");
+
+            h.append(name, HeaderValue::from_static("b"));
+            assert!(matches!(one_value_each(&mut h), Err(ApiError::BadRequest(_))), "{name}: two values");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod pagination;
 pub mod proofs;
+pub mod server;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -26,10 +27,12 @@ use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use self::auth::{ApiAuth, WebhookAuth};
 use self::error::{problem, ApiError};
+use crate::domain::timestamp;
 use crate::store::Writer;
 
 /// What every handler can reach.
@@ -102,7 +105,10 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(proofs::key))
         .routes(routes!(proofs::inclusion))
         .routes(routes!(proofs::consistency))
-        .routes(routes!(proofs::command_evidence));
+        .routes(routes!(proofs::command_evidence))
+        // Tenant data: no cache may keep a copy, shared or private (the token that read it may
+        // be revoked, and a shared cache could serve it to another tenant).
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ingest::receive))
         .nest("/api/v1", api)
@@ -154,6 +160,9 @@ pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize)
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost, so that every answer the router makes has it: JSON and raw bytes are never
+        // to be sniffed into something a browser would run.
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
 }
 
 async fn record_route(req: Request, next: Next) -> Response {
@@ -191,22 +200,124 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
-/// RFC 3339 query times, in UTC.
-pub(crate) mod rfc3339_opt {
-    use serde::{Deserialize, Deserializer};
+/// Times in query filters (`since`, `until`, `created_after`, `created_before`): RFC 3339, and
+/// within what the record can hold, so that every accepted value can be bound to a query; any
+/// other value is a 400.
+pub(crate) mod query_time {
+    use serde::de::Error;
+    use serde::Deserializer;
     use time::OffsetDateTime;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
-        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
-        OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time")))
+        let Some(t) = time::serde::rfc3339::option::deserialize(d)? else { return Ok(None) };
+        super::filter_bound(t).map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "a time must be between {} and {} in UTC",
+                super::rfc3339(crate::domain::timestamp::MIN),
+                super::rfc3339(crate::domain::timestamp::MAX)
+            ))
+        })
     }
 }
 
-/// Times in answers: RFC 3339, UTC.
+/// Whether `t` is a time the record can hold (at any precision).
+pub(crate) fn in_range(t: time::OffsetDateTime) -> bool {
+    (timestamp::MIN..=timestamp::MAX).contains(&t)
+}
+
+/// A filter's bound on stored times, which are whole microseconds: in range, and rounded up to
+/// the microsecond, which keeps an inclusive lower bound (`>=`) and an exclusive upper one (`<`)
+/// exact. (Binding the time as given would truncate it, and `since=…00.0000005Z` would take
+/// a row stored at `…00.000000`.)
+pub(crate) fn filter_bound(t: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+    if !in_range(t) {
+        return None;
+    }
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let sub_micro = t.nanosecond() % 1_000;
+    if sub_micro == 0 {
+        return Some(t);
+    }
+    // At most timestamp::MAX, itself a whole microsecond, so this cannot leave the range.
+    Some(t + time::Duration::nanoseconds(i64::from(1_000 - sub_micro)))
+}
+
+/// Times in answers: RFC 3339 in UTC, total (the domain's rule: a year RFC 3339 cannot write
+/// comes in ISO 8601's expanded form, `-0001-12-31T23:59:00.000000Z`).
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a timestamptz formats as RFC 3339")
+    timestamp::format(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::datetime;
+    use time::{OffsetDateTime, UtcOffset};
+
+    /// Any instant the `time` crate holds in UTC (as every time read from PostgreSQL is), at
+    /// nanoseconds, at every offset.
+    fn any_time() -> impl Strategy<Value = OffsetDateTime> {
+        let lo = OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT).unix_timestamp();
+        let hi = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT).unix_timestamp() + 86_399;
+        (lo..=hi, 0u32..1_000_000_000, -93_599i32..=93_599).prop_filter_map("a UTC form", |(s, ns, off)| {
+            let t = OffsetDateTime::from_unix_timestamp(s).ok()?.replace_nanosecond(ns).ok()?;
+            t.checked_to_offset(UtcOffset::from_whole_seconds(off).ok()?)
+        })
+    }
+
+    #[test]
+    fn edges() {
+        assert_eq!(rfc3339(datetime!(-0001-12-31 23:59 UTC)), "-0001-12-31T23:59:00.000000Z");
+        assert_eq!(rfc3339(datetime!(0000-01-01 00:00 +00:01)), "-0001-12-31T23:59:00.000000Z");
+        assert_eq!(rfc3339(datetime!(-9999-01-01 00:00 UTC)), "-9999-01-01T00:00:00.000000Z");
+        assert_eq!(filter_bound(datetime!(9999-12-31 23:59:59 -23:59)), None, "year 10000 in UTC");
+        assert_eq!(rfc3339(datetime!(0000-01-01 00:00 UTC)), "0000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(datetime!(2026-01-02 01:04:05.5 +02:00)), "2026-01-01T23:04:05.5Z");
+        assert_eq!(filter_bound(datetime!(0000-12-31 23:59:59.999999999 UTC)), None);
+        assert_eq!(filter_bound(datetime!(0001-01-01 00:00 +00:01)), None, "year 0 in UTC");
+        assert_eq!(filter_bound(timestamp::MIN), Some(timestamp::MIN));
+        assert_eq!(filter_bound(timestamp::MAX), Some(timestamp::MAX));
+        assert_eq!(filter_bound(datetime!(9999-12-31 23:59:59.9999991 UTC)), None);
+        assert_eq!(
+            filter_bound(datetime!(2026-01-01 00:00:00.000000001 UTC)),
+            Some(datetime!(2026-01-01 00:00:00.000001 UTC))
+        );
+    }
+
+    proptest! {
+        /// Formatting never fails, and what is in RFC 3339's range comes out as RFC 3339 that reads
+        /// back as the same instant; the rest in the expanded form, never mistaken for RFC 3339.
+        #[test]
+        fn formatting_is_total(t in any_time()) {
+            let s = rfc3339(t);
+            prop_assert!(s.ends_with('Z'), "{}", s);
+            match OffsetDateTime::parse(&s, &Rfc3339) {
+                Ok(back) => prop_assert_eq!(back, t),
+                Err(_) => {
+                    let year = t.to_offset(UtcOffset::UTC).year();
+                    prop_assert!(!(0..=9999).contains(&year), "{} for {}", s, t);
+                    let sign = if year < 0 { '-' } else { '+' };
+                    prop_assert!(s.starts_with(sign), "{}", s);
+                    prop_assert!(s.starts_with(&format!("{year:+05}-")), "{}", s);
+                }
+            }
+        }
+
+        /// A filter bound is given exactly for the times the record can hold, is the least whole
+        /// microsecond at or after the time, and formats as RFC 3339.
+        #[test]
+        fn filter_bounds_are_in_range_and_round_up(t in any_time()) {
+            match filter_bound(t) {
+                None => prop_assert!(!in_range(t)),
+                Some(b) => {
+                    prop_assert!(in_range(b));
+                    prop_assert!(b >= t && b - t < time::Duration::microseconds(1));
+                    prop_assert_eq!(b.nanosecond() % 1_000, 0);
+                    prop_assert!(b.to_offset(UtcOffset::UTC).format(&Rfc3339).is_ok());
+                }
+            }
+        }
+    }
 }

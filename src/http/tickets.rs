@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Reader;
 use super::error::{ApiError, ReadProblems};
-use super::pagination::{Page, PageParams};
-use super::{rfc3339, rfc3339_opt, AppState, Path, Query};
+use super::pagination::{CursorTime, Page, PageParams};
+use super::{query_time, rfc3339, AppState, Path, Query};
 use crate::store::read::{self, CommandFilter, CommandRecord, TicketFilter, TicketRecord, TimelineRecord};
 use crate::store::Scope;
 
@@ -19,6 +19,9 @@ pub struct Ticket {
     pub status: Option<String>,
     pub tenant_id: Option<String>,
     pub assignee: Option<Assignee>,
+    /// `CreateTime`, RFC 3339 in UTC, like every time in answers. A time RFC 3339 cannot write
+    /// (a year outside 0000 to 9999 in UTC) comes in ISO 8601's expanded form, the year signed:
+    /// `-0001-12-31T23:59:00.000000Z`.
     pub created_at: Option<String>,
     /// `CreateTime` as sent, when it was not RFC 3339.
     pub create_time_text: Option<String>,
@@ -64,11 +67,11 @@ pub struct TicketParams {
     agent_name: Option<String>,
     status: Option<String>,
     /// RFC 3339, inclusive, on `created_at`.
-    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[serde(default, deserialize_with = "query_time::deserialize")]
     #[param(value_type = Option<String>, format = DateTime)]
     created_after: Option<time::OffsetDateTime>,
     /// RFC 3339, exclusive, on `created_at`.
-    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[serde(default, deserialize_with = "query_time::deserialize")]
     #[param(value_type = Option<String>, format = DateTime)]
     created_before: Option<time::OffsetDateTime>,
     /// 1 to 500, default 50.
@@ -88,10 +91,7 @@ pub async fn list(
 ) -> Result<Json<Page<Ticket>>, ApiError> {
     let page = PageParams { limit: p.limit, cursor: p.cursor };
     let limit = page.limit()?;
-    let after = match page.after::<(i64, String)>()? {
-        Some((micros, name)) => Some((from_micros(micros)?, name)),
-        None => None,
-    };
+    let after = page.after::<(CursorTime, String)>()?.map(|(at, name)| (at.0, name));
     let filter = TicketFilter {
         tenant_id: p.tenant_id,
         agent_name: p.agent_name,
@@ -100,7 +100,7 @@ pub async fn list(
         created_before: p.created_before,
     };
     let rows = read::list_tickets(&app.pool, &scope, &filter, after, limit + 1).await?;
-    Ok(Json(Page::from_rows(rows, limit, |r| (micros(r.first_seen_at), r.name.0.clone()), Ticket::from)))
+    Ok(Json(Page::from_rows(rows, limit, |r| (CursorTime(r.first_seen_at), r.name.0.clone()), Ticket::from)))
 }
 
 /// One ticket, with its message and command counts.
@@ -282,11 +282,11 @@ pub struct CommandParams {
     /// A substring of the command, matched as it is.
     contains: Option<String>,
     /// RFC 3339, inclusive, on `recorded_at`.
-    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[serde(default, deserialize_with = "query_time::deserialize")]
     #[param(value_type = Option<String>, format = DateTime)]
     since: Option<time::OffsetDateTime>,
     /// RFC 3339, exclusive, on `recorded_at`.
-    #[serde(default, deserialize_with = "rfc3339_opt::deserialize")]
+    #[serde(default, deserialize_with = "query_time::deserialize")]
     #[param(value_type = Option<String>, format = DateTime)]
     until: Option<time::OffsetDateTime>,
     executed: Option<bool>,
@@ -328,13 +328,4 @@ pub async fn all_commands(
     let rows =
         read::list_commands(&app.pool, &scope, &filter, ascending, after.map(|(s, p, _)| (s, p)), limit + 1).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position, ascending), Command::from)))
-}
-
-fn micros(t: time::OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000) as i64
-}
-
-fn from_micros(m: i64) -> Result<time::OffsetDateTime, ApiError> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000)
-        .map_err(|_| ApiError::BadRequest("cursor is not one this service gave out".into()))
 }

@@ -544,7 +544,7 @@ mod tests {
     use time::macros::datetime;
 
     /// The chain over strings holding U+0000 and the escape character: recomputed by hand with
-    /// the escape of README's "Text and U+0000" (`\0` as `␀0`, `␀` as `␀␀`). If the escape
+    /// the escape of docs/API.md's "Text and U+0000" (`\0` as `␀0`, `␀` as `␀␀`). If the escape
     /// changes, stored chains no longer verify: this must fail first.
     #[test]
     fn chain_link_is_pinned() {

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Commands per step: ~15-20 ms of PostgreSQL CPU, short enough not to be felt by the writer's
 /// batches beside it, and to stop at once on shutdown.
@@ -81,15 +82,15 @@ impl WriterActivity {
     }
 }
 
-/// Starts the background classifier; it stops when `stop` turns true (after its current step).
-pub fn spawn(pool: PgPool, activity: Arc<WriterActivity>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Starts the background classifier; it stops when `stop` is cancelled (after its current step).
+pub fn spawn(pool: PgPool, activity: Arc<WriterActivity>, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(Classifier { pool, activity, stop, window: None, behind: i64::MAX }.run())
 }
 
 struct Classifier {
     pool: PgPool,
     activity: Arc<WriterActivity>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     /// Start of the current observation of the writer, and its busy time then.
     window: Option<(Instant, Duration)>,
     /// Deliveries not classified yet, as last seen (unknown at first: classify).
@@ -105,7 +106,7 @@ enum Next {
 impl Classifier {
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
-        while !*self.stop.borrow() {
+        while !self.stop.is_cancelled() {
             let saturated = self.writer_saturated();
             let next = if saturated && self.behind < DEFER_UP_TO {
                 // A burst: leave the machine to the writer while the backlog is small.
@@ -136,14 +137,14 @@ impl Classifier {
                 Next::Wait(pause) => {
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
-                        _ = self.stop.changed() => {}
+                        () = self.stop.cancelled() => {}
                     }
                 }
                 Next::UntilCommit => {
                     tokio::select! {
                         () = self.activity.committed.notified() => {}
                         () = tokio::time::sleep(IDLE_TICK) => {}
-                        _ = self.stop.changed() => {}
+                        () = self.stop.cancelled() => {}
                     }
                     // What the writer did while we were idle says nothing about a burst.
                     self.window = None;

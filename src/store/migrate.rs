@@ -33,6 +33,17 @@ pub fn latest_version() -> i64 {
     embedded::migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max().unwrap_or(0)
 }
 
+/// The newest migration applied to the database (None: never migrated). Reads only
+/// refinery_schema_history, which the writer and reporting roles may read: no DDL rights needed.
+pub async fn applied_version(conn: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('refinery_schema_history') IS NOT NULL").fetch_one(&mut *conn).await?;
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT max(version)::int8 FROM refinery_schema_history").fetch_one(&mut *conn).await
+}
+
 struct SqlxMigrator<'c>(&'c mut PgConnection);
 
 impl AsyncTransaction for SqlxMigrator<'_> {

@@ -2,11 +2,13 @@
 
 pub mod batch;
 pub mod classify;
+pub mod database;
 pub mod evidence;
 pub mod export;
 pub mod ledger;
 pub mod migrate;
 pub mod read;
+pub mod report;
 pub mod reproject;
 pub mod text;
 pub mod tree;
@@ -15,9 +17,10 @@ pub mod writer;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor, PgPool};
+use sqlx::{Connection, Executor, PgPool};
 
 pub use batch::{NewDelivery, Outcome};
+pub use database::{connect, Database, DatabaseError};
 pub use read::Scope;
 pub use writer::{WriteError, Writer};
 
@@ -44,13 +47,19 @@ pub fn pool(
     opts.connect_lazy_with(options)
 }
 
-/// Whether the login may act as the writer role (it may when it ran the migrations).
-pub async fn can_use_writer_role(options: &PgConnectOptions) -> Result<bool, sqlx::Error> {
-    let mut conn = options.connect().await?;
-    let member: bool = sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')")
-        .bind(WRITER_ROLE)
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
+/// Whether the login may act as the writer role (it may when it ran the migrations, or was made a member).
+pub async fn can_use_writer_role(options: &PgConnectOptions, connect_timeout: Duration) -> Result<bool, DatabaseError> {
+    let mut conn = connect(options, connect_timeout).await?;
+    let member = is_member(&mut conn, WRITER_ROLE).await.map_err(|source| DatabaseError::Query {
+        what: "checking role membership",
+        target: database::describe(options),
+        source,
+    })?;
+    let _ = conn.close().await;
     Ok(member)
+}
+
+/// Whether the session's user is a member of `role` (superusers are members of every role).
+pub async fn is_member(conn: &mut sqlx::PgConnection, role: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')").bind(role).fetch_one(conn).await
 }

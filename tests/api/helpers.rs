@@ -41,10 +41,11 @@ fn server() -> &'static Server {
                     Ok(url) => (url, true, None),
                     Err(_) => {
                         let dir = std::env::temp_dir().join(format!("ticket-audit-test-{}", std::process::id()));
-                        let cluster = LocalPostgres::start(&dir, LocalOptions { ephemeral: true })
-                            .await
-                            .expect("start a private PostgreSQL for the tests (or set DATABASE_URL)");
-                        (cluster.url("postgres"), false, Some(cluster))
+                        let cluster =
+                            LocalPostgres::start(&dir, LocalOptions { ephemeral: true, ..Default::default() })
+                                .await
+                                .expect("start a private PostgreSQL for the tests (or set DATABASE_URL)");
+                        (socket_url(&cluster.connect_options("postgres")), false, Some(cluster))
                     }
                 };
                 let admin: PgConnectOptions = admin_url.parse().expect("database URL parses");
@@ -62,6 +63,19 @@ fn server() -> &'static Server {
         });
         rx.recv().expect("test database server")
     })
+}
+
+/// A URL for child processes to reach `options` over its Unix socket (the test cluster's paths
+/// hold nothing that needs percent-encoding).
+fn socket_url(options: &PgConnectOptions) -> String {
+    let socket = options.get_socket().expect("a socket directory");
+    format!(
+        "postgres://{}@localhost/{}?host={}&port={}",
+        options.get_username(),
+        options.get_database().unwrap_or("postgres"),
+        socket.display(),
+        options.get_port()
+    )
 }
 
 /// A fresh database cloned from the migrated template: milliseconds, not a migration run.
@@ -137,7 +151,7 @@ pub async fn until_checkpoint(db: &PgPool, size: i64) -> String {
 }
 
 pub fn pools() -> DatabaseArgs {
-    DatabaseArgs { database_url: None, data_dir: "unused".into(), db_max_connections: 5, db_acquire_timeout_ms: 2000 }
+    DatabaseArgs { db_max_connections: 5, db_acquire_timeout_ms: 2000, ..Default::default() }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -267,7 +281,7 @@ pub fn now() -> i64 {
 }
 
 pub fn secret(s: &str) -> Option<Secret> {
-    Some(Secret::new(s.to_owned()))
+    Some(Secret::from(s))
 }
 
 pub fn fixture(name: &str) -> String {
@@ -386,13 +400,21 @@ pub struct Binary {
 
 /// Starts `ticket-audit serve` on port 0 with JSON logs and `env`; returns once it listens.
 pub fn start_binary(env: &[(&str, &str)]) -> Binary {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ticket-audit"));
+    cmd.arg("serve").envs(env.iter().copied());
+    start_serving(cmd)
+}
+
+/// Starts `cmd` (a `ticket-audit serve`) on port 0 with JSON logs; returns once it listens.
+pub fn start_serving(mut cmd: std::process::Command) -> Binary {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ticket-audit"))
-        .arg("serve")
+    // The run's checkpoint key, unless the test gives one: no key is generated beside the data.
+    if !cmd.get_envs().any(|(k, _)| k == "CHECKPOINT_KEY_FILE") {
+        cmd.env("CHECKPOINT_KEY_FILE", test_key_file());
+    }
+    let mut child = cmd
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
-        .env("CHECKPOINT_KEY_FILE", test_key_file())
-        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -406,7 +428,9 @@ pub fn start_binary(env: &[(&str, &str)]) -> Binary {
     });
     let mut early_log = Vec::new();
     let addr = loop {
-        let line = log.recv_timeout(Duration::from_secs(60)).expect("the service logs where it listens");
+        let line = log
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the service logs where it listens; it logged:\n{}", early_log.join("\n")));
         early_log.push(line.clone());
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if event["message"] == "listening" {
@@ -414,4 +438,55 @@ pub fn start_binary(env: &[(&str, &str)]) -> Binary {
         }
     };
     Binary { child, base: format!("http://{addr}"), early_log, log, reader }
+}
+
+/// What a command of the binary did.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Runs `cmd` to its end, which must come within `bound` (else it is killed and the test fails).
+pub fn run_bounded(mut cmd: std::process::Command, bound: Duration) -> Ran {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(bound) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            panic!("{cmd:?} did not end within {bound:?}; stderr:\n{}", err.join().unwrap());
+        }
+    };
+    Ran { status, stdout: out.join().unwrap(), stderr: err.join().unwrap(), took: started.elapsed() }
+}
+
+/// `ticket-audit ARGS` with `env`, and no DATABASE_URL unless `env` gives one.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ticket-audit"));
+    cmd.args(args).env_remove("DATABASE_URL").envs(env.iter().copied()).stdin(std::process::Stdio::null());
+    cmd
 }

@@ -158,7 +158,7 @@ async fn the_service_serves_as_the_writer_role_which_cannot_change_the_record() 
     app.deliver(&fixture("add_ticket.json")).await;
     let options: sqlx::postgres::PgConnectOptions = database_url(&app.db_name).parse().unwrap();
     // What `serve` checks and does at start-up, for every connection of its pools.
-    assert!(ticket_audit::store::can_use_writer_role(&options).await.unwrap());
+    assert!(ticket_audit::store::can_use_writer_role(&options, std::time::Duration::from_secs(5)).await.unwrap());
     let pool = ticket_audit::store::pool(
         options,
         1,

@@ -3,8 +3,12 @@
 mod helpers;
 
 mod auth;
+mod cli;
 mod columns;
+mod connections;
+mod contract;
 mod edge;
+mod hostile;
 mod ingest;
 mod interop;
 mod ledger;

@@ -613,3 +613,70 @@ async fn the_reporting_role_reads_and_changes_nothing() {
     conn.close().await.unwrap();
     assert_eq!(app.count("tickets").await, 5, "nothing changed");
 }
+
+/// `psql [--csv] -f sql/NAME.sql` with `vars`, as an analyst would run it.
+async fn psql_output(app: &TestApp, name: &str, csv: bool, vars: &[(String, String)]) -> String {
+    let opts = app.db.connect_options();
+    let host = match opts.get_socket() {
+        Some(dir) => dir.display().to_string(),
+        None => opts.get_host().to_owned(),
+    };
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(format!("{name}.sql"));
+    let mut cmd = tokio::process::Command::new("psql");
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(csv.then_some("--csv"))
+        .args(["-h", &host, "-p", &opts.get_port().to_string(), "-U", opts.get_username()])
+        .args(["-d", opts.get_database().expect("a test database name")])
+        .arg("-f")
+        .arg(&file);
+    for (k, v) in vars {
+        cmd.arg("-v").arg(format!("{k}={v}"));
+    }
+    if let Some(password) = std::env::var("DATABASE_URL")
+        .ok()
+        .and_then(|u| reqwest::Url::parse(&u).ok())
+        .and_then(|u| u.password().map(str::to_owned))
+    {
+        cmd.env("PGPASSWORD", password);
+    }
+    let out = cmd.output().await.expect("run psql (it must be on PATH)");
+    assert!(out.status.success(), "psql -f {name}.sql failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_report_command_prints_what_psql_prints_for_every_report_parameter_and_format() {
+    let app = loaded().await;
+    let url = database_url(&app.db_name);
+    let choices =
+        [("since", "2025-06-02"), ("until", "2025-06-03 12:00"), ("tenant", "acme"), ("limit", "2"), ("top", "1")];
+    for report in ticket_audit::reports::REPORTS {
+        let takes: Vec<String> = report.parameters().into_iter().map(|(k, _)| k).collect();
+        let all: Vec<(String, String)> = choices
+            .iter()
+            .filter(|(k, _)| takes.iter().any(|t| t == k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(!all.is_empty(), "{} takes parameters", report.name);
+        for (vars, format) in [(vec![], "csv"), (all.clone(), "csv"), (vec![], "table"), (all, "table")] {
+            let expected = psql_output(&app, report.name, format == "csv", &vars).await;
+            let mut args = vec!["report".to_owned(), report.name.to_owned(), "--format".into(), format.into()];
+            for (k, v) in &vars {
+                args.extend(["--param".to_owned(), format!("{k}={v}")]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let ran = tokio::task::spawn_blocking({
+                let cmd = cli(&args, &[("DATABASE_URL", &url)]);
+                move || run_bounded(cmd, std::time::Duration::from_secs(60))
+            })
+            .await
+            .unwrap();
+            assert!(ran.status.success(), "report {} {vars:?}: {}", report.name, ran.stderr);
+            if vars.is_empty() {
+                let least = if format == "csv" { 2 } else { 4 }; // a header (and a rule and a count) and a row
+                assert!(expected.lines().count() >= least, "{} has rows on this data set:\n{expected}", report.name);
+            }
+            assert_eq!(ran.stdout, expected, "report {} {vars:?} --format {format}", report.name);
+        }
+    }
+}
