@@ -43,7 +43,7 @@ pub struct Delivery {
 
 impl From<DeliveryRecord> for Delivery {
     fn from(r: DeliveryRecord) -> Self {
-        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        let s = |v: Option<_>| v.map(String::from);
         Delivery {
             id: r.seq,
             delivery_id: r.seq,

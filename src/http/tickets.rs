@@ -39,7 +39,7 @@ pub struct Assignee {
 
 impl From<TicketRecord> for Ticket {
     fn from(r: TicketRecord) -> Self {
-        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        let s = |v: Option<_>| v.map(String::from);
         let (agent_name, agent_id) = (s(r.agent_name), s(r.agent_id));
         let assignee = (agent_name.is_some() || agent_id.is_some()).then_some(Assignee { agent_name, agent_id });
         Ticket {
@@ -152,7 +152,7 @@ pub enum Kind {
 
 impl From<TimelineRecord> for TimelineEntry {
     fn from(r: TimelineRecord) -> Self {
-        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        let s = |v: Option<_>| v.map(String::from);
         let kind = match r.kind.as_str() {
             "ticket_created" => Kind::TicketCreated,
             "user_message" => Kind::UserMessage,
@@ -226,7 +226,7 @@ pub struct Command {
 
 impl From<CommandRecord> for Command {
     fn from(r: CommandRecord) -> Self {
-        let s = |v: Option<crate::store::text::PgText>| v.map(|t| t.0);
+        let s = |v: Option<_>| v.map(String::from);
         Command {
             id: format!("{}.{}", r.seq, r.position),
             ticket: s(r.ticket_name),

@@ -70,6 +70,13 @@ impl From<String> for PgText {
     }
 }
 
+/// Text read back is the string as it was before the escape: the one way out of a column.
+impl From<PgText> for String {
+    fn from(t: PgText) -> Self {
+        t.0
+    }
+}
+
 impl From<&str> for PgText {
     fn from(s: &str) -> Self {
         PgText(s.to_owned())
