@@ -99,20 +99,7 @@ struct ClaimedCommand {
     position: i32,
 }
 
-/// RFC 3339 UTC with exactly six fractional digits: the precision the record keeps.
-pub fn format_micros(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
-}
+pub use super::timestamp::format_micros;
 
 fn parse_time(s: &str, what: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("{what} is not RFC 3339 ({e})"))

@@ -37,6 +37,25 @@ pub fn format(t: OffsetDateTime) -> String {
     }
 }
 
+/// RFC 3339 UTC with exactly six fractional digits, the precision the record keeps: how a
+/// delivery's `received_at` is given, so a reader can recompute its leaf. Total, as [`format`].
+pub fn format_micros(t: OffsetDateTime) -> String {
+    match t.checked_to_offset(UtcOffset::UTC) {
+        Some(utc) if (0..=9999).contains(&utc.year()) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            utc.year(),
+            u8::from(utc.month()),
+            utc.day(),
+            utc.hour(),
+            utc.minute(),
+            utc.second(),
+            utc.microsecond()
+        ),
+        Some(utc) => expanded(utc),
+        None => expanded(t),
+    }
+}
+
 fn expanded(t: OffsetDateTime) -> String {
     let (y, m, d) = (t.year(), t.month() as u8, t.day());
     let (h, mi, s, us) = (t.hour(), t.minute(), t.second(), t.microsecond());
@@ -73,6 +92,8 @@ mod tests {
         assert_eq!(format(MIN), "0001-01-01T00:00:00Z");
         assert_eq!(format(datetime!(-0001-12-31 23:59 UTC)), "-0001-12-31T23:59:00.000000Z");
         assert_eq!(format(datetime!(2026-01-02 01:04:05 +02:00)), "2026-01-01T23:04:05Z");
+        assert_eq!(format_micros(datetime!(2026-01-02 03:04:05 UTC)), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(format_micros(datetime!(2026-01-02 03:04:05.12 +02:00)), "2026-01-02T01:04:05.120000Z");
         // No UTC form within `time`'s range: its own offset, so the instant stays right.
         assert_eq!(format(datetime!(9999-12-31 23:59:59 -23:59)), "+9999-12-31T23:59:59.000000-23:59");
     }

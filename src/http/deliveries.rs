@@ -48,7 +48,8 @@ impl From<DeliveryRecord> for Delivery {
             id: r.seq,
             delivery_id: r.seq,
             seq: r.seq,
-            received_at: rfc3339(r.received_at),
+            // All six digits, as the leaf covers it: a reader recomputes the leaf from this.
+            received_at: crate::domain::timestamp::format_micros(r.received_at),
             recorded_at: rfc3339(r.recorded_at),
             key: r.dedup_key.0,
             key_source: r.key_source,

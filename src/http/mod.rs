@@ -5,13 +5,13 @@ pub mod auth;
 pub mod deliveries;
 pub mod error;
 pub mod health;
-pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod pagination;
 pub mod proofs;
 pub mod server;
 pub mod tickets;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,17 +110,12 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         // be revoked, and a shared cache could serve it to another tenant).
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(ingest::receive))
+        .routes(routes!(webhooks::receive))
         .nest("/api/v1", api)
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::render))
         .split_for_parts()
-}
-
-/// The OpenAPI document, as `GET /openapi.json` serves it.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
 }
 
 pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize) -> Router {

@@ -49,6 +49,11 @@ async fn every_bound_column_holds_its_own_value() {
             .await
             .unwrap();
     assert!(times.0 <= times.1, "sequenced after received");
+    // The API gives received_at with all six digits, as the leaf covers it (the contract).
+    let api = app.get_json("/api/v1/deliveries/1").await;
+    let given = api["received_at"].as_str().unwrap();
+    assert_eq!(given.len(), "2026-01-02T03:04:05.123456Z".len(), "{given}");
+    assert_eq!(ticket_audit::domain::timestamp::parse(given), Some(times.0));
 
     let ev: (Option<String>, Option<i32>, bool, String, Option<String>, Option<String>) = sqlx::query_as(
         "SELECT action, status_code, success, kind, ticket_name, carried_tenant FROM action_events WHERE seq = 2",
