@@ -44,7 +44,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitCode, BoxError> {
     let result = async {
         db.prepare_schema(args.database.no_migrate).await?;
         let pool = store::pool(db.options.clone(), 2, Duration::from_secs(30), None);
-        let (writer, task) = Writer::spawn(pool.clone(), 8192, 256)?;
+        let (writer, task) = Writer::spawn_in_order(pool.clone(), 8192, 256)?;
         let summary = match input {
             None => crate::ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await,
             Some(f) => crate::ingest::import(tokio::io::BufReader::with_capacity(1 << 20, f), &writer).await,

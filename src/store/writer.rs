@@ -71,6 +71,25 @@ impl Writer {
         queue_capacity: usize,
         max_batch: usize,
     ) -> std::io::Result<(Writer, impl std::future::Future<Output = Result<(), WriteError>>)> {
+        Self::start(pool, queue_capacity, max_batch, false)
+    }
+
+    /// A writer that stores deliveries strictly in the order queued, large ones included
+    /// (`import`: a file's lines in file order). See [`Lanes`].
+    pub fn spawn_in_order(
+        pool: PgPool,
+        queue_capacity: usize,
+        max_batch: usize,
+    ) -> std::io::Result<(Writer, impl std::future::Future<Output = Result<(), WriteError>>)> {
+        Self::start(pool, queue_capacity, max_batch, true)
+    }
+
+    fn start(
+        pool: PgPool,
+        queue_capacity: usize,
+        max_batch: usize,
+        ordered: bool,
+    ) -> std::io::Result<(Writer, impl std::future::Future<Output = Result<(), WriteError>>)> {
         let (tx, mut rx) = mpsc::channel(queue_capacity.max(1));
         let activity = Arc::new(WriterActivity::default());
         let alive = Arc::new(AtomicBool::new(true));
@@ -80,7 +99,7 @@ impl Writer {
         std::thread::Builder::new().name("ticket-audit-writer".into()).spawn(move || {
             let mut budget = RestartBudget::default();
             let drained = loop {
-                let run = AssertUnwindSafe(run(&writer_pool, &mut rx, max_batch.max(1), &writer_activity));
+                let run = AssertUnwindSafe(run(&writer_pool, &mut rx, max_batch.max(1), &writer_activity, ordered));
                 match runtime.block_on(run.catch_unwind()) {
                     Ok(()) => break true,
                     Err(panic) => {
@@ -117,7 +136,9 @@ impl Writer {
     }
 
     /// Queues a delivery without waiting; deliveries queued by one caller are stored in the
-    /// order queued. A full queue hands the delivery back.
+    /// order queued (with [`Writer::spawn_in_order`]; otherwise a delivery of more than
+    /// [`LARGE_ROWS`] rows may be stored after ordinary ones queued behind it). A full queue
+    /// hands the delivery back.
     pub fn enqueue(
         &self,
         delivery: NewDelivery,
@@ -173,19 +194,113 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
     panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
-async fn run(pool: &PgPool, rx: &mut mpsc::Receiver<Job>, max_batch: usize, activity: &WriterActivity) {
-    let mut jobs = Vec::with_capacity(max_batch);
+async fn run(pool: &PgPool, rx: &mut mpsc::Receiver<Job>, max_batch: usize, activity: &WriterActivity, ordered: bool) {
+    let mut incoming = Vec::with_capacity(max_batch);
+    let mut lanes = Lanes::new(ordered);
+    let mut open = true;
     // The verifiable log's right edge, kept between batches (rebuilt from the database when stale).
     let mut tree = None;
-    while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        for batch in by_rows(std::mem::take(&mut jobs), BATCH_ROWS) {
-            metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
-            let start = Instant::now();
-            commit(pool, batch, &mut tree).await;
-            let spent = start.elapsed();
-            metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
-            activity.record(spent);
+    loop {
+        if lanes.is_empty() {
+            if !open || rx.recv_many(&mut incoming, max_batch).await == 0 {
+                break;
+            }
+        } else if open {
+            // Whatever else is waiting, without waiting for more.
+            while incoming.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => incoming.push(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
         }
+        for job in incoming.drain(..) {
+            lanes.add(job);
+        }
+        match lanes.next(Instant::now(), !open) {
+            Next::Commit { jobs, large } => {
+                let start = Instant::now();
+                for batch in by_rows(jobs, BATCH_ROWS) {
+                    metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
+                    let start = Instant::now();
+                    commit(pool, batch, &mut tree).await;
+                    let spent = start.elapsed();
+                    metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
+                    activity.record(spent);
+                }
+                if large {
+                    lanes.repay(Instant::now(), start.elapsed());
+                }
+            }
+            Next::WaitUntil(at) => {
+                // Only large deliveries wait, and their lane has used its share: serve any
+                // ordinary delivery that comes meanwhile, else take the next large one then.
+                tokio::select! {
+                    n = rx.recv_many(&mut incoming, max_batch) => open = n > 0,
+                    () = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Deliveries of more than this many rows wait in a lane of their own (in `serve`).
+pub const LARGE_ROWS: usize = 1_000;
+
+/// The writer's queue, split in two lanes so that very large deliveries (up to
+/// `MAX_DELIVERY_ROWS`, 10,000 rows: a quarter of a second of the writer each) cannot starve
+/// everyone else's. Ordinary deliveries go first; a large one is stored alone, and after it took
+/// T the next large one waits T while ordinary ones are served: the large lane has at most half
+/// of the writer's time whenever anything else is waiting, and all of it otherwise. `import`
+/// keeps one lane (`ordered`): it stores a file's lines in file order.
+struct Lanes {
+    ordered: bool,
+    normal: Vec<Job>,
+    large: std::collections::VecDeque<Job>,
+    large_not_before: Option<Instant>,
+}
+
+enum Next {
+    Commit { jobs: Vec<Job>, large: bool },
+    WaitUntil(Instant),
+}
+
+impl Lanes {
+    fn new(ordered: bool) -> Self {
+        Lanes { ordered, normal: Vec::new(), large: Default::default(), large_not_before: None }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.normal.is_empty() && self.large.is_empty()
+    }
+
+    fn add(&mut self, job: Job) {
+        if !self.ordered && job.delivery.rows() > LARGE_ROWS {
+            self.large.push_back(job);
+        } else {
+            self.normal.push(job);
+        }
+    }
+
+    /// What to commit now (the lanes are not empty). `draining`: the queue is closed, so no
+    /// ordinary delivery can come to be served first.
+    fn next(&mut self, now: Instant, draining: bool) -> Next {
+        if !self.normal.is_empty() {
+            return Next::Commit { jobs: std::mem::take(&mut self.normal), large: false };
+        }
+        match self.large_not_before {
+            Some(at) if at > now && !draining => Next::WaitUntil(at),
+            _ => Next::Commit { jobs: self.large.pop_front().into_iter().collect(), large: true },
+        }
+    }
+
+    /// A large delivery took `spent`, ending at `end`.
+    fn repay(&mut self, end: Instant, spent: Duration) {
+        self.large_not_before = Some(end + spent);
     }
 }
 
@@ -302,6 +417,52 @@ mod tests {
         assert!(!b.allow(t0 + Duration::from_secs(10)), "one more within the window is refused");
         let later = t0 + RESTART_WINDOW + Duration::from_secs(MAX_RESTARTS as u64);
         assert!(b.allow(later), "the window has moved on");
+    }
+
+    fn job_of(commands: usize) -> Job {
+        let cmds: Vec<_> = (0..commands).map(|i| serde_json::json!({"command": i.to_string()})).collect();
+        let body =
+            serde_json::json!({"Action": "POST:Ticket/SendTicketMessage", "Data": {"RequestBody": {"ticketName": "T"},
+            "ResponseBody": {"data": {"executedCmds": cmds}}}})
+            .to_string();
+        let delivery =
+            crate::ingest::prepare(body.into_bytes(), Default::default(), time::OffsetDateTime::now_utc(), usize::MAX)
+                .unwrap();
+        Job { delivery, reply: oneshot::channel().0 }
+    }
+
+    #[test]
+    fn large_deliveries_take_at_most_half_the_writer_while_others_wait() {
+        let t0 = Instant::now();
+        let mut lanes = Lanes::new(false);
+        let commit = |n: Next| match n {
+            Next::Commit { jobs, large } => {
+                (jobs.iter().map(|j| j.delivery.normalized.commands.len()).collect::<Vec<_>>(), large)
+            }
+            Next::WaitUntil(_) => panic!("expected a commit"),
+        };
+        lanes.add(job_of(LARGE_ROWS));
+        lanes.add(job_of(1));
+        lanes.add(job_of(LARGE_ROWS + 5));
+        assert_eq!(commit(lanes.next(t0, false)), (vec![1], false), "the ordinary one goes first");
+        assert_eq!(commit(lanes.next(t0, false)), (vec![LARGE_ROWS], true), "then one large, alone");
+        lanes.repay(t0 + Duration::from_millis(300), Duration::from_millis(300));
+        lanes.add(job_of(2));
+        assert_eq!(commit(lanes.next(t0 + Duration::from_millis(300), false)), (vec![2], false));
+        assert!(
+            matches!(lanes.next(t0 + Duration::from_millis(400), false), Next::WaitUntil(at) if at == t0 + Duration::from_millis(600))
+        );
+        assert_eq!(
+            commit(lanes.next(t0 + Duration::from_millis(400), true)),
+            (vec![LARGE_ROWS + 5], true),
+            "draining: no wait"
+        );
+        assert!(lanes.is_empty());
+        let mut ordered = Lanes::new(true);
+        for n in [LARGE_ROWS + 1, 1] {
+            ordered.add(job_of(n));
+        }
+        assert_eq!(commit(ordered.next(t0, false)), (vec![LARGE_ROWS + 1, 1], false), "import keeps file order");
     }
 
     #[test]
