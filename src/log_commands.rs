@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 use crate::checkpointing::{read_key_file, write_key_file, GENERATED_KEY_FILE};
 use crate::config::CheckpointSettings;
@@ -102,8 +102,7 @@ fn broken(kind: LogBreakKind, detail: String, checkpoint_size: Option<u64>, tree
 /// Checks, in one snapshot, the saved checkpoint `note` against today's tree: its signature, every
 /// stored hash against the deliveries, and the consistency proof from it to today's root.
 pub async fn check_checkpoint(conn: &mut PgConnection, note: &str, key: &Verifier) -> Result<LogReport, BoxError> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let mut tx = crate::store::snapshot(conn).await?;
     let size = tree::tree_size(&mut tx).await?;
     let cp = match Checkpoint::open(note, key) {
         Ok(cp) => cp,

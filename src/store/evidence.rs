@@ -1,7 +1,7 @@
 //! A command's evidence, read in one snapshot: the command, its delivery's leaf fields and raw
 //! body, the newest checkpoint, and the audit path from the leaf to that checkpoint's root.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 use super::read::{CommandRecord, Scope};
 use super::text::PgText;
@@ -26,8 +26,7 @@ struct Delivery {
 }
 
 pub async fn evidence(conn: &mut PgConnection, scope: &Scope, seq: i64, position: i32) -> Result<Found, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let mut tx = super::snapshot(conn).await?;
     let tenant = match scope {
         Scope::All => None,
         Scope::Tenant(t) => Some(PgText::from(t.as_str())),

@@ -5,7 +5,7 @@
 //! command rows, and stops at the first break, naming its kind.
 
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::batch::chain_link;
@@ -118,8 +118,7 @@ fn brk(kind: BreakKind, seq: i64, detail: impl Into<String>) -> Option<Break> {
 /// Checks the whole record in one snapshot. With `expect`, also that the chain passes through
 /// that (seq, hash), recorded earlier elsewhere.
 pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Result<Report, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let mut tx = super::snapshot(conn).await?;
     let head = head(&mut tx).await?;
     let (mut deliveries, mut commands) = (0u64, 0u64);
     let mut prev: Hash = GENESIS;

@@ -63,3 +63,11 @@ pub async fn can_use_writer_role(options: &PgConnectOptions, connect_timeout: Du
 pub async fn is_member(conn: &mut sqlx::PgConnection, role: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_has_role(current_user, $1, 'MEMBER')").bind(role).fetch_one(conn).await
 }
+
+/// A transaction that reads one consistent snapshot and writes nothing: what `verify`, the
+/// tree's checks and the evidence read the record in.
+pub async fn snapshot(conn: &mut sqlx::PgConnection) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    Ok(tx)
+}

@@ -352,9 +352,7 @@ pub async fn insert_checkpoint(
 
 /// The current tree: its size (the ledger head's seq) and root, in one snapshot.
 pub async fn current(conn: &mut PgConnection) -> Result<(u64, Hash), sqlx::Error> {
-    use sqlx::Connection;
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let mut tx = super::snapshot(conn).await?;
     let size = tree_size(&mut tx).await?;
     let root = root(&mut tx, size).await?;
     tx.commit().await?;
