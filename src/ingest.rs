@@ -7,7 +7,8 @@ use crate::domain::ledger::sha256;
 use crate::domain::{normalize, timestamp, DeliveryKey, Envelope, InvalidKey, ParseError};
 use crate::store::NewDelivery;
 
-/// Headers kept with each delivery: who sent it and under which identity.
+/// Headers kept with each delivery: who sent it and under which identity. The first seven
+/// authenticate or key it, and must come with one value (`http::webhooks`).
 pub const IDENTITY_HEADERS: [&str; 9] = [
     "webhook-id",
     "webhook-timestamp",

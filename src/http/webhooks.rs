@@ -59,22 +59,15 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body
 }
 
 /// Headers whose value authenticates a delivery or keys it.
-const SINGLE_VALUED: [&str; 7] = [
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-    "idempotency-key",
-];
+/// The identity headers kept with a delivery, but for `content-type` and `user-agent`.
+const SINGLE_VALUED: &[&str] = crate::ingest::IDENTITY_HEADERS.split_at(7).0;
 
 /// The signature check reads the first value of a header and the stored identity the last, so a
 /// captured delivery replayed with a second `webhook-id` would pass the check under a new key.
 /// Each of these headers must therefore have one value: a repeat of the same value is that
 /// value, and two different values are refused.
 fn one_value_each(headers: &mut HeaderMap) -> Result<(), ApiError> {
-    for name in SINGLE_VALUED {
+    for &name in SINGLE_VALUED {
         let mut values = headers.get_all(name).iter();
         let (Some(first), Some(_)) = (values.next(), values.next()) else { continue };
         if headers.get_all(name).iter().any(|v| v != first) {
@@ -122,7 +115,7 @@ mod tests {
 
     #[test]
     fn identity_headers_have_one_value() {
-        for name in SINGLE_VALUED {
+        for &name in SINGLE_VALUED {
             let mut h = HeaderMap::new();
             h.append(name, HeaderValue::from_static("a"));
             h.append(name, HeaderValue::from_static("a"));
