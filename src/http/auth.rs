@@ -99,6 +99,24 @@ impl WebhookAuth {
     }
 }
 
+/// A `webhook-timestamp` (or `svix-timestamp`) that is present must be in the Standard Webhooks
+/// form whatever the authentication: with signatures a malformed one fails the signature check
+/// (401); otherwise it is a bad request (400), as the OpenAPI document's pattern says, rather than
+/// stored as if it meant something.
+pub fn check_timestamp_form(auth: &WebhookAuth, headers: &HeaderMap) -> Result<(), ApiError> {
+    if matches!(auth, WebhookAuth::Signatures { .. }) {
+        return Ok(());
+    }
+    for name in ["webhook-timestamp", "svix-timestamp"] {
+        if let Some(v) = headers.get(name) {
+            if v.to_str().ok().and_then(unix_seconds).is_none() {
+                return Err(ApiError::BadRequest(format!("{name} must be integer seconds since 1970, digits only")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Most digits of a `webhook-timestamp`: seconds up to the year 9999 (253402300799).
 const MAX_TIMESTAMP_DIGITS: usize = 12;
 

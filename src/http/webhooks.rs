@@ -82,6 +82,7 @@ fn one_value_each(headers: &mut HeaderMap) -> Result<(), ApiError> {
 async fn store(app: AppState, mut headers: HeaderMap, body: Body) -> Result<(StatusCode, Receipt), ApiError> {
     let received_at = truncate_to_micros(OffsetDateTime::now_utc());
     one_value_each(&mut headers)?;
+    super::auth::check_timestamp_form(&app.webhook_auth, &headers)?;
     app.webhook_auth.check_headers(&headers)?;
     let body = read_limited(&headers, body, app.max_body_bytes).await?;
     app.webhook_auth.check_body(&headers, &body, received_at.unix_timestamp())?;
