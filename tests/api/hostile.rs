@@ -360,3 +360,45 @@ async fn unsigned_deliveries_with_a_malformed_timestamp_are_400() {
     assert_eq!(app.count("deliveries").await, 0);
     assert_eq!(app.post_with("{}", &[("webhook-timestamp", "1700000000".into())]).await.status(), 202);
 }
+
+// ------------------------------------------------------------------ answer headers
+
+#[tokio::test]
+async fn answers_are_not_sniffed_and_tenant_data_is_not_cached() {
+    let app = spawn_with(HttpSettings { api_tokens: secret("root t=tenant-a"), ..settings() }).await;
+    let id = app.deliver(&add_ticket("T-1", "tenant-a", "agent")).await;
+    app.deliver(&message("T-1", "u", "a", &[("ls", "ok")])).await;
+    let tenant_data = [
+        "/api/v1/tickets".to_owned(),
+        "/api/v1/tickets/T-1".to_owned(),
+        "/api/v1/tickets/T-1/timeline".to_owned(),
+        "/api/v1/tickets/T-1/commands".to_owned(),
+        "/api/v1/commands".to_owned(),
+        "/api/v1/deliveries".to_owned(),
+        format!("/api/v1/deliveries/{id}"),
+        format!("/api/v1/deliveries/{id}/raw"),
+        "/api/v1/tickets/T-unknown".to_owned(),
+        "/api/v1/tickets?limit=0".to_owned(),
+        "/api/v1/ledger/head".to_owned(),
+        "/api/v1/anomalies".to_owned(),
+    ];
+    for path in &tenant_data {
+        for token in [Some("root"), Some("t"), None] {
+            let res = app.get(path, token).await;
+            assert_eq!(
+                res.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+                Some("no-store"),
+                "{path} {token:?}: {}",
+                res.status()
+            );
+            assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
+        }
+    }
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/nowhere"] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    let res = app.post("not json").await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+}
