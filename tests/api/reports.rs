@@ -193,6 +193,22 @@ async fn classified_state(conn: &mut sqlx::PgConnection) -> (i64, i64, i64) {
 
 /// Runs `sql/NAME.sql` with psql against the test's database; the rows, fields joined by `|`.
 async fn report(app: &TestApp, name: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    let out = psql_command(app, name, &["-q", "-A", "-t", "-F", "|"], vars.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .await
+        .expect("run psql (it must be on PATH)");
+    assert!(out.status.success(), "psql -f {name}.sql failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "psql -f {name}.sql warned: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// `psql -X -v ON_ERROR_STOP=1 FLAGS -f sql/NAME.sql` with `vars`, on the test's database.
+fn psql_command<'a>(
+    app: &TestApp,
+    name: &str,
+    flags: &[&str],
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> tokio::process::Command {
     let opts = app.db.connect_options();
     let host = match opts.get_socket() {
         Some(dir) => dir.display().to_string(),
@@ -200,7 +216,8 @@ async fn report(app: &TestApp, name: &str, vars: &[(&str, &str)]) -> Vec<String>
     };
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(format!("{name}.sql"));
     let mut cmd = tokio::process::Command::new("psql");
-    cmd.args(["-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(flags)
         .args(["-h", &host, "-p", &opts.get_port().to_string(), "-U", opts.get_username()])
         .args(["-d", opts.get_database().expect("a test database name")])
         .arg("-f")
@@ -215,10 +232,7 @@ async fn report(app: &TestApp, name: &str, vars: &[(&str, &str)]) -> Vec<String>
     {
         cmd.env("PGPASSWORD", password);
     }
-    let out = cmd.output().await.expect("run psql (it must be on PATH)");
-    assert!(out.status.success(), "psql -f {name}.sql failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "psql -f {name}.sql warned: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+    cmd
 }
 
 async fn loaded() -> TestApp {
@@ -616,30 +630,11 @@ async fn the_reporting_role_reads_and_changes_nothing() {
 
 /// `psql [--csv] -f sql/NAME.sql` with `vars`, as an analyst would run it.
 async fn psql_output(app: &TestApp, name: &str, csv: bool, vars: &[(String, String)]) -> String {
-    let opts = app.db.connect_options();
-    let host = match opts.get_socket() {
-        Some(dir) => dir.display().to_string(),
-        None => opts.get_host().to_owned(),
-    };
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(format!("{name}.sql"));
-    let mut cmd = tokio::process::Command::new("psql");
-    cmd.args(["-X", "-v", "ON_ERROR_STOP=1"])
-        .args(csv.then_some("--csv"))
-        .args(["-h", &host, "-p", &opts.get_port().to_string(), "-U", opts.get_username()])
-        .args(["-d", opts.get_database().expect("a test database name")])
-        .arg("-f")
-        .arg(&file);
-    for (k, v) in vars {
-        cmd.arg("-v").arg(format!("{k}={v}"));
-    }
-    if let Some(password) = std::env::var("DATABASE_URL")
-        .ok()
-        .and_then(|u| reqwest::Url::parse(&u).ok())
-        .and_then(|u| u.password().map(str::to_owned))
-    {
-        cmd.env("PGPASSWORD", password);
-    }
-    let out = cmd.output().await.expect("run psql (it must be on PATH)");
+    let flags: &[&str] = if csv { &["--csv"] } else { &[] };
+    let out = psql_command(app, name, flags, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .expect("run psql (it must be on PATH)");
     assert!(out.status.success(), "psql -f {name}.sql failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
