@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::{write_batch, NewDelivery, Outcome};
 use super::classify::WriterActivity;
@@ -55,6 +55,7 @@ pub struct Writer {
     pool: PgPool,
     activity: Arc<WriterActivity>,
     alive: Arc<AtomicBool>,
+    committed: watch::Receiver<i64>,
 }
 
 impl Writer {
@@ -93,13 +94,15 @@ impl Writer {
         let (tx, mut rx) = mpsc::channel(queue_capacity.max(1));
         let activity = Arc::new(WriterActivity::default());
         let alive = Arc::new(AtomicBool::new(true));
+        let (commits, committed) = watch::channel(0i64);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (done, finished) = oneshot::channel::<bool>();
         let (writer_pool, writer_activity, writer_alive) = (pool.clone(), activity.clone(), alive.clone());
         std::thread::Builder::new().name("ticket-audit-writer".into()).spawn(move || {
             let mut budget = RestartBudget::default();
             let drained = loop {
-                let run = AssertUnwindSafe(run(&writer_pool, &mut rx, max_batch.max(1), &writer_activity, ordered));
+                let run =
+                    AssertUnwindSafe(run(&writer_pool, &mut rx, max_batch.max(1), &writer_activity, ordered, &commits));
                 match runtime.block_on(run.catch_unwind()) {
                     Ok(()) => break true,
                     Err(panic) => {
@@ -121,7 +124,7 @@ impl Writer {
             runtime.block_on(writer_pool.close());
             let _ = done.send(drained);
         })?;
-        let writer = Writer { queue: tx, pool, activity, alive };
+        let writer = Writer { queue: tx, pool, activity, alive, committed };
         Ok((writer, async move {
             match finished.await {
                 Ok(true) => Ok(()),
@@ -165,6 +168,13 @@ impl Writer {
         self.queue.max_capacity() - self.queue.capacity()
     }
 
+    /// The highest seq this writer has committed (0 before its first commit), updated after each
+    /// commit: a hint for the live tail that something new is there. Other instances' commits
+    /// do not show here; readers take what is new from the database, not from this.
+    pub fn committed(&self) -> watch::Receiver<i64> {
+        self.committed.clone()
+    }
+
     /// False once the supervisor has given up on the writer (or it has drained and ended).
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
@@ -194,7 +204,14 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
     panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
-async fn run(pool: &PgPool, rx: &mut mpsc::Receiver<Job>, max_batch: usize, activity: &WriterActivity, ordered: bool) {
+async fn run(
+    pool: &PgPool,
+    rx: &mut mpsc::Receiver<Job>,
+    max_batch: usize,
+    activity: &WriterActivity,
+    ordered: bool,
+    commits: &watch::Sender<i64>,
+) {
     let mut incoming = Vec::with_capacity(max_batch);
     let mut lanes = Lanes::new(ordered);
     let mut open = true;
@@ -227,7 +244,7 @@ async fn run(pool: &PgPool, rx: &mut mpsc::Receiver<Job>, max_batch: usize, acti
                 for batch in by_rows(jobs, BATCH_ROWS) {
                     metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
                     let start = Instant::now();
-                    commit(pool, batch, &mut tree).await;
+                    commit(pool, batch, &mut tree, commits).await;
                     let spent = start.elapsed();
                     metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
                     activity.record(spent);
@@ -332,9 +349,10 @@ enum Failure {
     Database(sqlx::Error),
 }
 
-async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>) {
+async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>, commits: &watch::Sender<i64>) {
     match store(pool, jobs.iter().map(|j| &j.delivery).collect(), tree).await {
         Ok(outcomes) => {
+            announce(commits, &outcomes);
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
             }
@@ -343,7 +361,7 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>) {
             // One delivery the database refuses must not hold back the others: store one by one.
             tracing::warn!(error = %why, size = jobs.len(), "batch refused; storing its deliveries one by one");
             for job in jobs {
-                Box::pin(commit(pool, vec![job], tree)).await;
+                Box::pin(commit(pool, vec![job], tree, commits)).await;
             }
         }
         Err(Failure::Item(why)) => {
@@ -353,7 +371,10 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>) {
             raw.normalized = raw.normalized.unprojected(Some(format!("its projection could not be stored ({why})")));
             raw.unprojected = true;
             let result = match store(pool, vec![&raw], tree).await {
-                Ok(o) => Ok(o[0]),
+                Ok(o) => {
+                    announce(commits, &o);
+                    Ok(o[0])
+                }
                 Err(Failure::Database(e)) => Err(WriteError::Unavailable(Arc::new(e))),
                 Err(Failure::Item(why)) => {
                     tracing::error!(error = %why, "even unprojected, a delivery could not be stored");
@@ -369,6 +390,17 @@ async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>) {
                 let _ = job.reply.send(Err(WriteError::Unavailable(shared.clone())));
             }
         }
+    }
+}
+
+/// Tells the live tail the new head, when these outcomes moved it.
+fn announce(commits: &watch::Sender<i64>, outcomes: &[Outcome]) {
+    if let Some(top) = outcomes.iter().filter(|o| !o.duplicate).map(|o| o.seq).max() {
+        commits.send_if_modified(|head| {
+            let moved = top > *head;
+            *head = (*head).max(top);
+            moved
+        });
     }
 }
 
