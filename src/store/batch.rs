@@ -7,7 +7,7 @@ use sqlx::{Acquire, PgConnection};
 use time::OffsetDateTime;
 
 use super::text::{escape, PgText};
-use super::tree;
+use super::{partitions, tree};
 use crate::domain::ledger::{chain_hash, leaf_hash, ChainedFields, Hash};
 use crate::domain::merkle::RightEdge;
 use crate::domain::timestamp::truncate_to_micros;
@@ -85,6 +85,9 @@ pub async fn write_batch(
     // go backwards, across processes too.
     let now = truncate_to_micros(OffsetDateTime::now_utc());
     let recorded_at = head_at.map_or(now, |h| now.max(h));
+    // The first batch of a month closes the last month's partitions at head + 1, before the
+    // record is read or written (store/partitions.rs).
+    partitions::turn_if_due(&mut tx, head_at, recorded_at).await?;
 
     let scopes: Vec<&'static str> = batch.iter().map(|d| d.key.identity().0).collect();
     let keys: Vec<PgText> = batch.iter().map(|d| PgText::from(d.key.as_str())).collect();
@@ -92,9 +95,10 @@ pub async fn write_batch(
     // keeps, after five runs, a generic plan made while the table was small: a sequential scan on
     // every batch, which halved ingest where statistics were missing (bench/README.md).
     let known: HashMap<(String, PgText), i64> = sqlx::query_as::<_, (String, PgText, i64)>(
-        "SELECT key_scope(d.key_source), d.dedup_key, d.seq FROM deliveries d \
+        // delivery_keys (V9): one table across the record's partitions, archived months too.
+        "SELECT d.scope, d.dedup_key, d.seq FROM delivery_keys d \
          JOIN UNNEST($1::text[], $2::text[]) AS k (scope, key) \
-           ON key_scope(d.key_source) = k.scope AND d.dedup_key = k.key",
+           ON d.scope = k.scope AND d.dedup_key = k.key",
     )
     .persistent(false)
     .bind(&scopes)

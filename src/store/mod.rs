@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod export;
 pub mod ledger;
 pub mod migrate;
+pub mod partitions;
 pub mod read;
 pub mod report;
 pub mod reproject;

@@ -23,13 +23,13 @@ pub enum ReprojectError {
 pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await?;
-    sqlx::query("ALTER TABLE commands DISABLE TRIGGER commands_no_truncate").execute(&mut *tx).await?;
+    super::partitions::set_truncate_guard(&mut tx, "commands", false).await?;
     // The classifier's watermark first (a concurrent step finishes before), then its rows.
     sqlx::query("UPDATE reporting.classified SET seq = 0").execute(&mut *tx).await?;
     sqlx::query("TRUNCATE action_events, messages, commands, tickets, ticket_anomalies, reporting.command_class")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("ALTER TABLE commands ENABLE TRIGGER commands_no_truncate").execute(&mut *tx).await?;
+    super::partitions::set_truncate_guard(&mut tx, "commands", true).await?;
     let mut last = 0i64;
     let mut total = 0u64;
     loop {

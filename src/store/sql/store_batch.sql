@@ -11,6 +11,10 @@ WITH new_deliveries AS (
                 $7::text[], $8::int[], $9::text[], $10::text[], $11::bytea[], $12::timestamptz[], $13::bool[])
         AS u (seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code,
               headers, normalize_error, hash, recorded_at, unprojected)
+), new_keys AS (
+    -- Idempotency across the record's partitions (V9): the scoped key, unique here.
+    INSERT INTO delivery_keys (scope, dedup_key, seq)
+    SELECT key_scope(key_source), dedup_key, seq FROM UNNEST($4::text[], $3::text[], $1::bigint[]) AS u (key_source, dedup_key, seq)
 ), new_events AS (
     INSERT INTO action_events (seq, received_at, action, status_code, success, kind, ticket_name, carried_tenant)
     SELECT * FROM UNNEST($14::bigint[], $15::timestamptz[], $16::text[], $17::int[], $18::bool[], $19::text[],
