@@ -352,9 +352,31 @@ fn cases() -> Vec<(&'static str, &'static str, Built)> {
     ]
 }
 
-/// (node type, relation or index name) of every node of a plan.
+/// The table a partition belongs to (V9: `<table>_YYYY_MM`, `<table>_legacy`), else the name.
+fn partitioned_table(relation: &str) -> &str {
+    let Some((table, suffix)) = relation.rsplit_once('_') else { return relation };
+    let table = if suffix == "legacy" {
+        table
+    } else if suffix.len() == 2 && suffix.bytes().all(|b| b.is_ascii_digit()) {
+        match table.rsplit_once('_') {
+            Some((table, year)) if year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit()) => table,
+            _ => return relation,
+        }
+    } else {
+        return relation;
+    };
+    if BIG_TABLES.contains(&table) {
+        table
+    } else {
+        relation
+    }
+}
+
+/// (node type, relation or index name) of every node of a plan; a partition's relation is named
+/// by its table.
 fn nodes(plan: &Value, out: &mut Vec<(String, String)>) {
-    let name = plan["Relation Name"].as_str().or(plan["Index Name"].as_str()).unwrap_or("").to_owned();
+    let name =
+        plan["Relation Name"].as_str().map(partitioned_table).or(plan["Index Name"].as_str()).unwrap_or("").to_owned();
     out.push((plan["Node Type"].as_str().unwrap_or("?").to_owned(), name));
     for child in plan["Plans"].as_array().into_iter().flatten() {
         nodes(child, out);
