@@ -39,7 +39,7 @@ for n in "${sizes[@]}"; do
     # The turn, as the writer makes it: head held, then turn_month, timed by the server.
     "${db[@]}" -At <<'SQL'
 BEGIN;
-SELECT 1 FROM ledger_head FOR UPDATE \gset
+SELECT 1 AS locked FROM ledger_head FOR UPDATE \gset
 SELECT clock_timestamp() AS t0 \gset
 SELECT turn_month((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')::date) AS first \gset
 SELECT 'turn: first seq ' || :first || ', ' || round(extract(epoch FROM clock_timestamp() - :'t0') * 1000) || ' ms';

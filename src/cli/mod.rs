@@ -1,6 +1,7 @@
 //! The commands of the `ticket-audit` binary, one file each: each parses its own arguments, calls
 //! the library and formats its own output. Settings shared by several live in `config`.
 
+mod archive;
 mod check_evidence;
 mod evidence;
 mod export;
@@ -59,6 +60,8 @@ pub enum Command {
     Evidence(evidence::EvidenceArgs),
     /// Check an evidence document offline (no database, no network); exit non-zero naming what failed.
     CheckEvidence(check_evidence::CheckEvidenceArgs),
+    /// Write whole months before --before to files (zstd NDJSON and a manifest tied to a signed checkpoint); --drop then drops them.
+    Archive(archive::ArchiveArgs),
 }
 
 /// Runs the command; on failure, logs and prints the error with its causes, and exits 1.
@@ -76,6 +79,7 @@ pub async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Keygen(args) => keygen::run(args).await,
         Command::Evidence(args) => evidence::run(args).await,
         Command::CheckEvidence(args) => check_evidence::run(args).await,
+        Command::Archive(args) => archive::run(args).await,
     };
     match result {
         Ok(code) => code,

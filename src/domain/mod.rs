@@ -1,5 +1,6 @@
 //! The pure domain: parsing a delivery and deriving the rows it produces. No I/O, no HTTP, no SQL.
 
+pub mod archive;
 pub mod checkpoint;
 pub mod delivery;
 pub mod evidence;

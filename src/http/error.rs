@@ -26,6 +26,9 @@ pub enum ApiError {
     /// A delivery within the body limit that adds more rows than one delivery may.
     #[error("{0}")]
     TooManyRows(String),
+    /// Once there, now elsewhere: an archived month (the detail says where).
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     Unavailable(&'static str, #[source] Option<Box<dyn std::error::Error + Send + Sync>>),
     #[error("internal error")]
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::Gone(_) => (StatusCode::GONE, "archived"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),

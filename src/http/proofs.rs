@@ -209,6 +209,11 @@ pub async fn evidence_of(conn: &mut sqlx::PgConnection, scope: &read::Scope, id:
         }
         Found::NotFound => Err(ApiError::NotFound),
         Found::NotYetSigned => Err(ApiError::Unavailable("no checkpoint covers this command yet", None)),
+        Found::Archived(at) => Err(ApiError::Gone(format!(
+            "command {id} is archived: its delivery (seq {seq}) is line {} of {} in the archive written to {}; \
+             its leaf is still in the log (GET /api/v1/ledger/proof/inclusion?seq={seq}&tree_size=N)",
+            at.line, at.file, at.directory
+        ))),
     }
 }
 
@@ -216,7 +221,9 @@ pub async fn evidence_of(conn: &mut sqlx::PgConnection, scope: &read::Scope, id:
 /// delivery's fields and raw body, the leaf, the audit path and the checkpoint it leads to.
 #[utoipa::path(get, path = "/commands/{id}/evidence", tag = "verifiable log",
     params(("id" = String, Path, description = "the command's id (SEQ.POSITION)")),
-    responses((status = 200, body = Object, description = "{command, delivery: {seq, received_at, key, action, status_code, body_sha256, body}, leaf_index, leaf_hash, tree_size, inclusion, checkpoint}"), ReadProblems),
+    responses((status = 200, body = Object, description = "{command, delivery: {seq, received_at, key, action, status_code, body_sha256, body}, leaf_index, leaf_hash, tree_size, inclusion, checkpoint}"),
+        (status = 410, description = "the command's month is archived: the detail names the file and line of its delivery", content_type = "application/problem+json"),
+        ReadProblems),
     security(("bearer" = [])))]
 pub async fn command_evidence(
     State(app): State<AppState>,

@@ -16,6 +16,8 @@ pub enum Found {
     NotFound,
     /// Recorded, but no checkpoint signs a tree that holds it yet (it will within the interval).
     NotYetSigned,
+    /// In a month archived and dropped from the database (admin scope only): where it lives.
+    Archived(super::archive::ArchivedAt),
 }
 
 #[derive(sqlx::FromRow)]
@@ -41,7 +43,15 @@ pub async fn evidence(conn: &mut PgConnection, scope: &Scope, seq: i64, position
     .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(command) = command else { return Ok(Found::NotFound) };
+    let Some(command) = command else {
+        // Archived months are for the admins to fetch: a tenant's scope cannot be told without the rows.
+        if matches!(scope, Scope::All) {
+            if let Some(at) = super::archive::archived_at(&mut tx, seq).await? {
+                return Ok(Found::Archived(at));
+            }
+        }
+        return Ok(Found::NotFound);
+    };
     let d: Option<Delivery> = sqlx::query_as(
         "SELECT seq, received_at, dedup_key, action, status_code, body_sha256, body FROM deliveries WHERE seq = $1",
     )

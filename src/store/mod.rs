@@ -1,5 +1,6 @@
 //! PostgreSQL: connecting, migrations, the write path (group commit), the read queries, and the ledger.
 
+pub mod archive;
 pub mod batch;
 pub mod classify;
 pub mod database;

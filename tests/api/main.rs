@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod archive;
 mod auth;
 mod cli;
 mod columns;
