@@ -164,6 +164,12 @@ async fn drop_removes_archived_months_and_proofs_keys_and_verify_still_work() {
     // verify takes the chain up after the archived month; the archive still verifies.
     let verified = run(&["verify"], Some(&app.db_name));
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    let note = dir.path().join("checkpoint.note");
+    std::fs::write(&note, until_checkpoint(&app.db, 6).await).unwrap();
+    let key = test_verifier().to_string();
+    let tree = run(&["verify", "--checkpoint", note.to_str().unwrap(), "--key", &key], Some(&app.db_name));
+    assert!(tree.status.success(), "the stored tree checks from the first month left: {tree:?}");
+    std::fs::remove_file(&note).unwrap();
     let archive = run(&["verify", "--archive", to], Some(&app.db_name));
     assert!(archive.status.success(), "{}", String::from_utf8_lossy(&archive.stderr));
 
