@@ -109,7 +109,7 @@ impl RangeHasher {
         self.end += 1;
         // Two neighbours of one size merge when together they are an aligned subtree.
         while let [.., (l1, h1), (l2, h2)] = self.stack[..] {
-            if l1 != l2 || self.end % (1u64 << (l2 + 1)) != 0 {
+            if l1 != l2 || !self.end.is_multiple_of(1u64 << (l2 + 1)) {
                 break;
             }
             self.stack.truncate(self.stack.len() - 2);
@@ -191,7 +191,7 @@ pub fn root_from(
             stack.push((node, *hash));
             // Siblings merge into their parent: the tiling of [0, size) by the largest subtrees.
             while let [.., (a, ha), (b, hb)] = stack[..] {
-                if a.level != b.level || a.start % (1u64 << (a.level + 1)) != 0 {
+                if a.level != b.level || !a.start.is_multiple_of(1u64 << (a.level + 1)) {
                     break;
                 }
                 stack.truncate(stack.len() - 2);
