@@ -351,3 +351,66 @@ async fn app_traffic(app: &TestApp) {
     app.deliver(&fixture("send_message.json")).await;
     app.deliver(&add_ticket("A-2", "t9", "k8s")).await; // a conflicting tenant claim
 }
+
+/// The writer itself turns the month: its first batch in a month later than the head's closes
+/// the last month's partitions at head + 1. The database is made to look as if the last month
+/// were the previous one (the partitions and ledger_months relabelled, the head's time moved back).
+#[tokio::test]
+async fn the_writers_first_batch_of_a_month_turns_it() {
+    let app = spawn_app().await;
+    app.deliver(&message("T-1", "u", "a", &[("ls", "ok")])).await;
+    let this = month_of(time::OffsetDateTime::now_utc());
+    let last = time::Date::from_julian_day(this.to_julian_day() - 1).unwrap();
+    let last = time::Date::from_calendar_date(last.year(), last.month(), 1).unwrap();
+    let mut owner = raw_connection(&app.db.connect_options()).await;
+    for table in partitions::TABLES {
+        sqlx::raw_sql(&format!("ALTER TABLE {table}_{} RENAME TO {table}_{}", month_name(this), month_name(last)))
+            .execute(&mut owner)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(&format!(
+        "ALTER TABLE ledger_months DISABLE TRIGGER ledger_months_append_only;
+         UPDATE ledger_months SET month = '{last}';
+         ALTER TABLE ledger_months ENABLE TRIGGER ledger_months_append_only;
+         UPDATE ledger_head SET at = '{last} 12:00:00+00';"
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    let second = app.deliver(&message("T-1", "u2", "a2", &[("pwd", "/")])).await;
+    assert_eq!(second, 2);
+    let months: Vec<(time::Date, i64)> = sqlx::query_as("SELECT month, first_seq FROM ledger_months ORDER BY month")
+        .fetch_all(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(months, [(last, 1), (this, 2)]);
+    for table in ["deliveries", "action_events", "messages", "commands"] {
+        let parts = partitions::list(&mut owner, table).await.unwrap();
+        assert_eq!(
+            parts,
+            [
+                Partition {
+                    table: table.into(),
+                    name: format!("{table}_{}", month_name(last)),
+                    from: Some(1),
+                    to: Some(2)
+                },
+                Partition {
+                    table: table.into(),
+                    name: format!("{table}_{}", month_name(this)),
+                    from: Some(2),
+                    to: None
+                },
+            ],
+            "{table}"
+        );
+        assert_eq!(partition_of(&app.db, table, 2).await, format!("{table}_{}", month_name(this)));
+    }
+    // The next batch, in the same month, turns nothing.
+    app.deliver(&message("T-1", "u3", "a3", &[("id", "root")])).await;
+    assert_eq!(app.count("ledger_months").await, 2);
+    let verified = cli(&["verify"], &[("DATABASE_URL", &database_url(&app.db_name))]).output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+}
