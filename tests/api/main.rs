@@ -17,6 +17,7 @@ mod metrics;
 mod normalization;
 mod outage;
 mod ownership;
+mod pipeline;
 mod plans;
 mod poison;
 mod reads;
