@@ -1,5 +1,6 @@
 //! `X-Min-Seq: N` on a read: answer only once the database it reads shows seq N (a replica may
-//! lag the primary that acknowledged it), waiting at most `MIN_SEQ_WAIT_MS`; then 503.
+//! lag the primary that acknowledged it), waiting at most `MIN_SEQ_WAIT_MS`; then 503. A seq
+//! the primary does not have either is a 400 at once.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, Method};
@@ -21,6 +22,21 @@ pub async fn wait(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let Some(seq) = value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|s| *s >= 0) else {
         return ApiError::BadRequest("X-Min-Seq must be a seq: a whole number, 0 or more".into()).into_response();
     };
+    // Only a seq the primary has is worth waiting for (one acknowledged always is): anything
+    // else is refused at once, so no request can keep the service polling for nothing.
+    match replica::visible_seq(app.read_pool()).await {
+        Ok(at) if at >= seq => return next.run(req).await,
+        Ok(_) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    match replica::visible_seq(&app.pool).await {
+        Ok(head) if head < seq => {
+            let detail = format!("X-Min-Seq {seq} is beyond the record's last seq ({head}): no delivery has it");
+            return ApiError::BadRequest(detail).into_response();
+        }
+        Ok(_) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
     match replica::wait_for_seq(app.read_pool(), seq, app.min_seq_wait).await {
         Ok(None) => next.run(req).await,
         Ok(Some(at)) => {

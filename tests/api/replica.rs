@@ -187,6 +187,8 @@ async fn reads_come_from_the_replica_proofs_from_the_primary_and_lag_is_exposed(
     let bad = get_with(&app, "/api/v1/tickets/REP-2", &[("x-min-seq", "two")]).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.headers()["content-type"], "application/problem+json");
+    let beyond = get_with(&app, "/api/v1/tickets/REP-2", &[("x-min-seq", &(second + 1).to_string())]).await;
+    assert_eq!(beyond.status(), 400, "a seq the primary does not have either is not waited for");
     let waited = Instant::now();
     let late = get_with(&app, "/api/v1/tickets/REP-2", &[("x-min-seq", &second.to_string())]).await;
     assert_eq!(late.status(), 503);
