@@ -50,10 +50,13 @@ async fn connect(options: &PgConnectOptions) -> PgConnection {
     options.connect().await.expect("connect")
 }
 
-/// Returns once the replica has replayed everything the primary has written until now.
+/// Returns once the replica has replayed everything the primary has logged until now. The
+/// insert position, not the write position: the test server commits without waiting for its
+/// WAL to be written (synchronous_commit off), so a commit just answered may be past the latter.
 async fn until_replayed() {
     let mut primary = connect(&server_options()).await;
-    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text").fetch_one(&mut primary).await.unwrap();
+    let lsn: String =
+        sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text").fetch_one(&mut primary).await.unwrap();
     primary.close().await.unwrap();
     let mut replica = connect(replica()).await;
     let started = Instant::now();
