@@ -41,6 +41,11 @@ pub enum DatabaseError {
          run `ticket-audit migrate` as the schema's owner first"
     )]
     SchemaBehind { at: i64, need: i64 },
+    #[error(
+        "the replica's schema is at version {at}, this build needs version {need}: migrate the primary \
+         (`ticket-audit migrate`) and let the replica replay it"
+    )]
+    ReplicaSchemaBehind { at: i64, need: i64 },
     #[error("the database schema is at version {at}, newer than this build knows (version {known}): run a newer ticket-audit")]
     SchemaAhead { at: i64, known: i64 },
     #[error(
@@ -138,7 +143,7 @@ impl Database {
         }
     }
 
-    /// Checks, without writing anything (a replica cannot), that the schema is this build's.
+    /// Checks, without writing anything (a replica cannot), that the replica's schema is this build's.
     pub async fn check_schema(&self) -> Result<(), DatabaseError> {
         let mut conn = self.connect().await?;
         let at = migrate::applied_version(&mut conn)
@@ -152,7 +157,7 @@ impl Database {
         let _ = conn.close().await;
         let need = migrate::latest_version();
         match at.cmp(&need) {
-            std::cmp::Ordering::Less => Err(DatabaseError::SchemaBehind { at, need }),
+            std::cmp::Ordering::Less => Err(DatabaseError::ReplicaSchemaBehind { at, need }),
             std::cmp::Ordering::Greater => Err(DatabaseError::SchemaAhead { at, known: need }),
             std::cmp::Ordering::Equal => Ok(()),
         }

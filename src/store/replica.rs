@@ -46,9 +46,19 @@ pub struct Lag {
     pub bytes: Option<u64>,
 }
 
-/// The replica's lag behind the primary. The replica is asked first, so the primary's position,
-/// read after, is never behind what it is compared with: the bytes are never an underestimate.
+/// How long [`lag`] may take: it answers `/readyz` and `/metrics`, which must not hang on a
+/// replica that accepts connections and never answers.
+pub const LAG_BOUND: Duration = Duration::from_secs(2);
+
+/// The replica's lag behind the primary, or an error after [`LAG_BOUND`].
 pub async fn lag(primary: &PgPool, replica: &PgPool) -> Result<Lag, sqlx::Error> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "the replica's lag was not read in time");
+    tokio::time::timeout(LAG_BOUND, unbounded_lag(primary, replica)).await.map_err(|_| sqlx::Error::Io(timed_out()))?
+}
+
+/// The replica is asked first, so the primary's position, read after, is never behind what it
+/// is compared with: the bytes are never an underestimate.
+async fn unbounded_lag(primary: &PgPool, replica: &PgPool) -> Result<Lag, sqlx::Error> {
     let (in_recovery, paused, seconds, replayed): (bool, bool, Option<f64>, Option<String>) = sqlx::query_as(
         "SELECT pg_is_in_recovery(), \
                 pg_is_in_recovery() AND pg_is_wal_replay_paused(), \
