@@ -37,7 +37,7 @@ const WAIT_FOR_OTHER_START: std::time::Duration = std::time::Duration::from_secs
 /// How to run the cluster.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOptions {
-    /// Throwaway cluster for tests: fsync=off, synchronous_commit=off, full_page_writes=off; the directory is removed when the cluster stops.
+    /// Throwaway cluster for tests: fsync=off, synchronous_commit=off, full_page_writes=off, the WAL written every 10 ms; the directory is removed when the cluster stops.
     pub ephemeral: bool,
     /// Refuse to start when another process runs the cluster (`serve`: it must own the server it
     /// depends on, or that process's exit would stop the server under it). Without it, a cluster
@@ -467,6 +467,9 @@ fn server_options(socket_dir: &Path, opts: LocalOptions) -> String {
         let fast = ["fsync", "synchronous_commit", "full_page_writes"].map(|s| format!("{s}=off"));
         settings.extend(fast);
         settings.push("max_connections=200".into()); // tests open many small pools
+                                                     // With synchronous_commit off, a commit reaches a replica only when the WAL writer writes
+                                                     // it: every 10 ms rather than 200, so the replica tests' reads wait for no more.
+        settings.push("wal_writer_delay=10ms".into());
     }
     let quoted = settings.iter().map(|s| format!("-c '{}'", s.replace('\'', r"'\''")));
     quoted.collect::<Vec<_>>().join(" ")

@@ -24,6 +24,7 @@ fn replica() -> &'static PgConnectOptions {
             rt.block_on(async move {
                 let dir = std::env::temp_dir().join(format!("ticket-audit-test-replica-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
+                let started = Instant::now();
                 let cluster = LocalPostgres::start_replica(
                     &dir,
                     &primary,
@@ -31,6 +32,7 @@ fn replica() -> &'static PgConnectOptions {
                 )
                 .await
                 .expect("a streaming replica of the test server (pg_basebackup -R)");
+                eprintln!("replica of the test server built and started in {:?}", started.elapsed());
                 tx.send(cluster.connect_options("postgres")).unwrap();
                 let _cluster = cluster;
                 std::future::pending::<()>().await;
@@ -214,6 +216,32 @@ async fn reads_come_from_the_replica_proofs_from_the_primary_and_lag_is_exposed(
     assert_eq!(app.get_json("/readyz").await["replica"]["replay_paused"], false);
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert_eq!(sample(&metrics, "ticket_audit_replica_replay_paused"), Some(0.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_x_min_seq_a_read_right_after_ingest_sees_the_delivery() {
+    let _turn = TURN.lock().await;
+    let (app, _) = spawn_with_replica(settings()).await;
+    let rounds = 10;
+    let (mut missed_without, mut waited) = (0, Vec::new());
+    for i in 0..rounds {
+        let seq = app.deliver(&add_ticket(&format!("RYW-{i}"), "tenant-a", "agent")).await;
+        let path = format!("/api/v1/deliveries/{seq}");
+        if app.get(&path, None).await.status() == 404 {
+            missed_without += 1;
+        }
+        let started = Instant::now();
+        let res = get_with(&app, &path, &[("x-min-seq", &seq.to_string())]).await;
+        waited.push(started.elapsed());
+        assert_eq!(res.status(), 200, "round {i}: X-Min-Seq {seq} reads its own write");
+    }
+    waited.sort();
+    eprintln!(
+        "read-your-writes on the replica: {missed_without}/{rounds} reads right after ingest missed the delivery \
+         without X-Min-Seq; with it none did, waiting p50 {:?}, max {:?}",
+        waited[rounds / 2],
+        waited[rounds - 1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
