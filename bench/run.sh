@@ -260,9 +260,11 @@ run_ingest() {
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0); print(json.dumps(r))" >>"$rows"
         done
-        local stored
+        local stored hot
         stored=$(psql_q "$db" "select count(*) from deliveries")
-        echo "{\"build\": \"$name\", \"batch\": $batch, \"final_hwm_kb\": $(process_peak), \"stored\": $stored}" >>"$rows"
+        # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
+        hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
+        echo "{\"build\": \"$name\", \"batch\": $batch, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
         stop_service
       done
     done
@@ -319,7 +321,7 @@ if len(builds) >= 2:
                 print(f"| {batch} | {c} | {a / z:.2f}x |")
 print()
 for f in final:
-    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored")
+    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored; {f.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
 EOF
 }
 
