@@ -20,6 +20,8 @@
 #   --keep                     keep the databases
 #   --baseline BIN             ingest: also run another build of ticket-audit (e.g. main's, from a
 #                              git worktree) in the same run, interleaved, and print the ratio
+#   --collate C                create the databases with this LC_COLLATE (the private cluster uses C;
+#                              a server whose default is C.UTF-8 or en_US compares text by locale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,6 +40,7 @@ PORT=18080
 OUT=""
 KEEP=0
 BASELINE=""
+COLLATE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         ingest | reads | all) PART=$1 ;;
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --keep) KEEP=1 ;;
         --baseline) BASELINE=$(realpath "$2"); shift ;;
+        --collate) COLLATE=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -91,7 +95,11 @@ psql_q() { psql "$(db_url "$1")" -v ON_ERROR_STOP=1 -Atqc "$2"; }
 CREATED=()
 fresh_db() {
     psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
-    psql_q postgres "CREATE DATABASE $1"
+    if [ -n "$COLLATE" ]; then
+        psql_q postgres "CREATE DATABASE $1 TEMPLATE template0 LC_COLLATE '$COLLATE'"
+    else
+        psql_q postgres "CREATE DATABASE $1"
+    fi
     CREATED+=("$1")
 }
 
