@@ -546,34 +546,54 @@ async fn commit_and_answer(
     }
 }
 
-/// Wall time with at least one batch being written or committed: the writer's busy share
-/// (the sum of `ticket_audit_writer_busy_seconds` over wall time), and what the classifier yields to.
+/// Wall time with at least one batch being written or committed: the writer's busy share (the
+/// sum of `ticket_audit_writer_busy_seconds`, one sample per busy span, over wall time), and
+/// what the classifier yields to, accounted at every batch's start and end so that a span of
+/// minutes under sustained load shows as it goes.
 #[derive(Clone)]
 struct Busy {
-    state: Arc<std::sync::Mutex<(usize, Instant)>>,
+    state: Arc<std::sync::Mutex<BusyState>>,
     activity: Arc<WriterActivity>,
+}
+
+struct BusyState {
+    batches: usize,
+    last_event: Instant,
+    span_start: Instant,
 }
 
 impl Busy {
     fn new(activity: &Arc<WriterActivity>) -> Self {
-        Busy { state: Arc::new(std::sync::Mutex::new((0, Instant::now()))), activity: activity.clone() }
+        let now = Instant::now();
+        let state = BusyState { batches: 0, last_event: now, span_start: now };
+        Busy { state: Arc::new(std::sync::Mutex::new(state)), activity: activity.clone() }
     }
 
     fn start(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0 == 0 {
-            s.1 = Instant::now();
-        }
-        s.0 += 1;
+        self.event(true);
     }
 
     fn stop(&self) {
+        self.event(false);
+    }
+
+    fn event(&self, start: bool) {
+        let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.0 = s.0.saturating_sub(1);
-        if s.0 == 0 {
-            let spent = s.1.elapsed();
-            metrics::histogram!("ticket_audit_writer_busy_seconds").record(spent.as_secs_f64());
-            self.activity.record(spent);
+        if s.batches > 0 {
+            self.activity.record(now - s.last_event);
+        }
+        s.last_event = now;
+        if start {
+            if s.batches == 0 {
+                s.span_start = now;
+            }
+            s.batches += 1;
+        } else if s.batches > 0 {
+            s.batches -= 1;
+            if s.batches == 0 {
+                metrics::histogram!("ticket_audit_writer_busy_seconds").record((now - s.span_start).as_secs_f64());
+            }
         }
     }
 }
