@@ -357,8 +357,11 @@ async fn app_traffic(app: &TestApp) {
 /// were the previous one (the partitions and ledger_months relabelled, the head's time moved back).
 #[tokio::test]
 async fn the_writers_first_batch_of_a_month_turns_it() {
-    let app = spawn_app().await;
-    app.deliver(&message("T-1", "u", "a", &[("ls", "ok")])).await;
+    let mut first = spawn_app().await;
+    first.deliver(&message("T-1", "u", "a", &[("ls", "ok")])).await;
+    // Stopped while the database is relabelled: a running writer keeps the head it committed.
+    first.stop().await;
+    let app = &first;
     let this = month_of(time::OffsetDateTime::now_utc());
     let last = time::Date::from_julian_day(this.to_julian_day() - 1).unwrap();
     let last = time::Date::from_calendar_date(last.year(), last.month(), 1).unwrap();
@@ -378,6 +381,8 @@ async fn the_writers_first_batch_of_a_month_turns_it() {
     .execute(&mut owner)
     .await
     .unwrap();
+    let options = (*first.db.connect_options()).clone();
+    let app = spawn_on(options, first.db_name.clone(), settings(), pools()).await;
 
     let second = app.deliver(&message("T-1", "u2", "a2", &[("pwd", "/")])).await;
     assert_eq!(second, 2);
