@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod cli;
 mod columns;
 mod connections;
@@ -24,4 +25,5 @@ mod reports;
 mod resilience;
 mod secrets;
 mod tenancy;
+mod ui;
 mod verifiable;
