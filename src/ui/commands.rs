@@ -119,7 +119,7 @@ impl CommandQuery {
     }
 
     fn filtered(&self) -> bool {
-        self.href("", None) != ""
+        !self.href("", None).is_empty()
     }
 
     /// Live updates can follow the filters the stream's command JSON carries; the others
@@ -144,7 +144,20 @@ pub async fn list(State(app): State<AppState>, reader: UiReader, uri: Uri) -> Re
             .await?;
     let ascending = p.ascending;
     let page = Page::from_rows(rows, PAGE, |r| (r.command.seq, r.command.position, ascending), |r| r);
-    let live = q.can_follow_live().then_some("/api/v1/stream");
+    // The stream takes the tenant, agent and contains filters itself, and resumes after the
+    // newest command shown; the script filters on ticket and executed.
+    let newest = page.items.first().map(|r| format!("{}.{}", r.command.seq, r.command.position));
+    let live = q.can_follow_live().then(|| {
+        link(
+            "/api/v1/stream",
+            &[
+                ("tenant_id", q.tenant_id.as_deref()),
+                ("agent_name", q.agent_name.as_deref()),
+                ("contains", q.contains.as_deref()),
+                ("after", newest.as_deref()),
+            ],
+        )
+    });
     let choose = |name: &'static str, current: Option<&str>, options: &[(&str, &str)]| {
         html! {
             select name=(name) {
@@ -212,7 +225,7 @@ pub async fn list(State(app): State<AppState>, reader: UiReader, uri: Uri) -> Re
             @if let Some(next) = &page.next_cursor { a href=(q.href("/ui/commands", Some(next))) rel="next" { "Next page →" } }
         }
     };
-    Ok(html_response(StatusCode::OK, layout("Commands", &reader.frame, "commands", live, body)))
+    Ok(html_response(StatusCode::OK, layout("Commands", &reader.frame, "commands", live.as_deref(), body)))
 }
 
 fn row(r: &ClassifiedCommand) -> Markup {

@@ -223,7 +223,12 @@ pub async fn one(
         page.items.iter().filter(|r| r.kind.starts_with("command_")).map(|r| (r.seq, r.position)).collect();
     let classes = read::command_classes(&app.pool, &keys).await?;
     let href = ticket_href(&ticket.name.0);
-    let live = page.next_cursor.is_none().then(|| link("/api/v1/stream", &[("ticket", Some(&ticket.name.0))]));
+    // The stream resumes after the last entry shown: nothing recorded since the page was read is lost.
+    let last = page.items.last().map(|r| format!("{}.{}", r.seq, r.position));
+    let live = page
+        .next_cursor
+        .is_none()
+        .then(|| link("/api/v1/stream", &[("ticket", Some(&ticket.name.0)), ("after", last.as_deref())]));
     let body = html! {
         nav.crumbs aria-label="Breadcrumb" { a href="/ui/tickets" { "Tickets" } " / " }
         h1 { (text::visible(&ticket.name.0)) @if let Some(t) = &ticket.title { " · " (text::visible(&t.0)) } }

@@ -264,11 +264,8 @@ async fn assets_are_embedded_and_cached_by_content_hash() {
     let app = spawn_app().await;
     let html = app.client.get(app.url("/ui/tickets")).send().await.unwrap().text().await.unwrap();
     for ext in ["css", "js"] {
-        let href = html
-            .split(&format!("/ui/assets/app."))
-            .map(|s| s.split('"').next().unwrap())
-            .find(|s| s.ends_with(ext))
-            .unwrap();
+        let href =
+            html.split("/ui/assets/app.").map(|s| s.split('"').next().unwrap()).find(|s| s.ends_with(ext)).unwrap();
         let url = app.url(&format!("/ui/assets/app.{href}"));
         let res = app.client.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 200);
