@@ -147,6 +147,12 @@ pg_pids() {
                      or backend_type in ('walwriter', 'checkpointer', 'background writer')" | tr '\n' ' '
 }
 load_average() { cut -d' ' -f1-3 /proc/loadavg; }
+# Seconds the service's writer has spent with a batch being written or committed (the sum of
+# ticket_audit_writer_busy_seconds); "null" where the build does not export it.
+writer_busy() {
+    curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
+        awk '$1 == "ticket_audit_writer_busy_seconds_sum" { print $2; f = 1 } END { if (!f) print "null" }'
+}
 
 kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVICE_PID/status"; }
 
@@ -235,6 +241,8 @@ run_ingest() {
             pids=$(pg_pids "$db")
             svc0=$(cpu_ticks "$SERVICE_PID")
             pg0=$(cpu_ticks $pids)
+            local busy0 busy1
+            busy0=$(writer_busy)
             # Transaction ids are taken by every batch (it locks the ledger head): their count over
             # the run is the number of batches, cluster-wide (exact only on an otherwise idle server).
             local xid0 xid1
@@ -248,12 +256,15 @@ run_ingest() {
             xid1=$(psql_q postgres "select txid_current()")
             svc1=$(cpu_ticks "$SERVICE_PID")
             pg1=$(cpu_ticks $pids)
+            busy1=$(writer_busy)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1); print(json.dumps(r))" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0); print(json.dumps(r))" >>"$rows"
         done
-        local stored
+        local stored hot
         stored=$(psql_q "$db" "select count(*) from deliveries")
-        echo "{\"build\": \"$name\", \"batch\": $batch, \"final_hwm_kb\": $(process_peak), \"stored\": $stored}" >>"$rows"
+        # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
+        hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
+        echo "{\"build\": \"$name\", \"batch\": $batch, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
         stop_service
       done
     done
@@ -269,8 +280,12 @@ final = [r for r in rows if "final_hwm_kb" in r]
 builds = list(dict.fromkeys(r["build"] for r in runs))
 print()
 print("| build | WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
-      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | load avg before |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | writer busy | load avg before |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+def busy(r):
+    # Share of the run's wall time with a batch being written or committed.
+    b = r.get("writer_busy_s")
+    return "-" if b is None else f"{100 * b / r['seconds']:.0f}%"
 for r in runs:
     bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
     n = max(r["acknowledged"], 1)
@@ -279,7 +294,7 @@ for r in runs:
     print(f"| {r['build']} | {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
           f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
           f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
-          f"{sum(cpu) / r['seconds']:.2f} | {r['load_before']} |")
+          f"{sum(cpu) / r['seconds']:.2f} | {busy(r)} | {r['load_before']} |")
 def rate(build, batch, c):
     m = [r for r in runs if r["build"] == build and r["batch"] == batch and r["concurrency"] == c]
     return m[0]["deliveries_per_sec"] if m else None
@@ -306,7 +321,7 @@ if len(builds) >= 2:
                 print(f"| {batch} | {c} | {a / z:.2f}x |")
 print()
 for f in final:
-    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored")
+    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored; {f.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
 EOF
 }
 

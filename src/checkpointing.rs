@@ -147,7 +147,28 @@ pub async fn sign_if_grown(
         }
     }
     let note = Checkpoint { origin: signer.name().to_owned(), size, root }.sign(signer)?;
-    let row = tree::insert_checkpoint(&mut conn, size, &root, key.key_id(), &note).await?;
+    // Other instances may sign with this key too: in turns, and only what is larger than the
+    // newest checkpoint stored, so the checkpoints' sizes grow with their ids (the newest is the
+    // largest; none is stored twice). What another stored must extend our tree, or nothing is.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    tree::lock_checkpoints(&mut tx).await?;
+    let newest = tree::latest_checkpoint(&mut tx).await?.and_then(|cp| Checkpoint::open(&cp.note, &key).ok());
+    if let Some(newest) = newest.filter(|n| n.size >= size) {
+        let proof = tree::consistency(&mut tx, size, newest.size).await?;
+        tx.commit().await?;
+        if check_tree(&proof, newest.size, &newest.root, size, &root).is_err() {
+            metrics::counter!("ticket_audit_checkpoint_refusals_total").increment(1);
+            return Err(format!(
+                "NOT SIGNING: a checkpoint of size {} signed with this key does not extend the stored tree of                  size {size}: the record was changed under the service; run `ticket-audit verify --checkpoint`",
+                newest.size
+            )
+            .into());
+        }
+        *last = Some(Signed { size, root });
+        return Ok(None);
+    }
+    let row = tree::insert_checkpoint(&mut tx, size, &root, key.key_id(), &note).await?;
+    tx.commit().await?;
     if let Some(dir) = dir {
         let path = dir.join(format!("{size:012}-{:08x}.checkpoint", key.key_id()));
         std::fs::write(&path, &note).map_err(|e| format!("writing {}: {e}", path.display()))?;

@@ -54,6 +54,11 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL. Without one, a private cluster is run in DATA_DIR from the PostgreSQL binaries installed here.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// PostgreSQL URL of a streaming replica of DATABASE_URL's database: the read API, the page,
+    /// `report` and `psql` read there; the writer, the checkpointer, the classifier and proofs stay
+    /// on the primary. A replica may lag: see X-Min-Seq (docs/operations.md, "Read replicas").
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<Secret>,
     /// Where the private PostgreSQL cluster lives when DATABASE_URL is not set [default: ./data; run as root
     /// where the server's user cannot reach ./data, /var/lib/ticket-audit]
     #[arg(long, env = "DATA_DIR")]
@@ -85,6 +90,7 @@ impl Default for DatabaseArgs {
     fn default() -> Self {
         DatabaseArgs {
             database_url: None,
+            database_read_url: None,
             data_dir: None,
             db_max_connections: 10,
             db_acquire_timeout_ms: 3000,
@@ -164,7 +170,13 @@ pub struct HttpSettings {
     /// Also write every checkpoint signed here, one file each (somewhere the database's superuser cannot reach).
     #[arg(long, env = "CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Longest a read with `X-Min-Seq: N` waits for the replica to show seq N, in milliseconds;
+    /// then 503 with Retry-After.
+    #[arg(long, env = "MIN_SEQ_WAIT_MS", default_value_t = DEFAULT_MIN_SEQ_WAIT_MS)]
+    pub min_seq_wait_ms: u64,
 }
+
+pub const DEFAULT_MIN_SEQ_WAIT_MS: u64 = 2000;
 
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 1000;
 
@@ -201,6 +213,7 @@ impl Default for HttpSettings {
             signing: CheckpointSettings::default(),
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
             checkpoint_dir: None,
+            min_seq_wait_ms: DEFAULT_MIN_SEQ_WAIT_MS,
         }
     }
 }

@@ -37,7 +37,7 @@ const WAIT_FOR_OTHER_START: std::time::Duration = std::time::Duration::from_secs
 /// How to run the cluster.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalOptions {
-    /// Throwaway cluster for tests: fsync=off, synchronous_commit=off, full_page_writes=off; the directory is removed when the cluster stops.
+    /// Throwaway cluster for tests: fsync=off, synchronous_commit=off, full_page_writes=off, the WAL written every 10 ms; the directory is removed when the cluster stops.
     pub ephemeral: bool,
     /// Refuse to start when another process runs the cluster (`serve`: it must own the server it
     /// depends on, or that process's exit would stop the server under it). Without it, a cluster
@@ -184,6 +184,39 @@ impl LocalPostgres {
         Ok(pg)
     }
 
+    /// A streaming replica of the server at `primary` (a superuser or a login with REPLICATION),
+    /// in `dir`, which must not exist: `pg_basebackup -R` copies the primary there and configures
+    /// it to follow, then it is started as [`LocalPostgres::start`] starts a cluster (its own
+    /// socket directory; with `ephemeral`, removed when it stops). The primary must allow
+    /// replication connections (the private cluster's trust authentication does).
+    pub async fn start_replica(
+        dir: &Path,
+        primary: &PgConnectOptions,
+        opts: LocalOptions,
+    ) -> Result<LocalPostgres, LocalPgError> {
+        let bin_dir = find_bin_dir().ok_or(LocalPgError::NoBinaries)?;
+        let user = ServerUser::for_this_process()?;
+        let data_dir = std::path::absolute(dir).map_err(io_err(format!("resolve {dir:?}")))?;
+        let mut backup = user.command(&client_tool(&bin_dir, "pg_basebackup"));
+        backup.arg("-D").arg(&data_dir);
+        match primary.get_socket() {
+            Some(socket) => backup.arg("-h").arg(socket),
+            None => backup.arg("-h").arg(primary.get_host()),
+        };
+        backup.arg("-p").arg(primary.get_port().to_string()).arg("-U").arg(primary.get_username());
+        // -R: standby.signal and primary_conninfo; a fast checkpoint, not one spread over minutes.
+        backup.args(["-R", "--checkpoint=fast", "--wal-method=stream", "--no-password"]);
+        if opts.ephemeral {
+            backup.arg("--no-sync");
+        }
+        run(backup, &user, None).await?;
+        // The copy holds the primary's files beside its data: its socket's lock file (whose live
+        // pid would stop this server starting) and its log.
+        let _ = std::fs::remove_dir_all(data_dir.join("run"));
+        let _ = std::fs::remove_file(data_dir.join("server.log"));
+        Self::start(&data_dir, opts).await
+    }
+
     /// How to reach `database` as the cluster's superuser, over the Unix socket.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
         PgConnectOptions::new().socket(&self.socket_dir).port(PORT).username(SUPERUSER).database(database)
@@ -290,6 +323,20 @@ fn find_bin_dir() -> Option<PathBuf> {
                 .iter()
                 .all(|name| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
         })
+}
+
+/// A client program of the same version as the server binaries: beside them, or beside what
+/// they link to (a PATH directory may hold links to initdb, pg_ctl and postgres only).
+fn client_tool(bin_dir: &Path, name: &str) -> PathBuf {
+    let here = bin_dir.join(name);
+    if here.is_file() {
+        return here;
+    }
+    std::fs::canonicalize(bin_dir.join("pg_ctl"))
+        .ok()
+        .and_then(|pg_ctl| Some(pg_ctl.parent()?.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or(here)
 }
 
 /// `<parent>/<prefix><version>/bin`, highest version first (numerically: 16 beats 9.6).
@@ -420,6 +467,9 @@ fn server_options(socket_dir: &Path, opts: LocalOptions) -> String {
         let fast = ["fsync", "synchronous_commit", "full_page_writes"].map(|s| format!("{s}=off"));
         settings.extend(fast);
         settings.push("max_connections=200".into()); // tests open many small pools
+                                                     // With synchronous_commit off, a commit reaches a replica only when the WAL writer writes
+                                                     // it: every 10 ms rather than 200, so the replica tests' reads wait for no more.
+        settings.push("wal_writer_delay=10ms".into());
     }
     let quoted = settings.iter().map(|s| format!("-c '{}'", s.replace('\'', r"'\''")));
     quoted.collect::<Vec<_>>().join(" ")

@@ -63,7 +63,14 @@ pub async fn serve(
         }
     };
     let pool = store::pool(db.clone(), pools.db_max_connections, acquire, role);
-    let write_pool = store::pool(db, 2, acquire, role);
+    // A physical replica has the primary's roles, so it serves with the same one.
+    let replica = store::database::read_options(pools, crate::config::DEFAULT_STATEMENT_TIMEOUT_MS_SERVE)?
+        .map(|options| {
+            tracing::info!(replica = %store::database::describe(&options), "the read API reads from the replica (DATABASE_READ_URL)");
+            store::pool(options, pools.db_max_connections, acquire, role)
+        });
+    // Two batches at once (one committing, the next going in), and one to spare for a locked retry.
+    let write_pool = store::pool(db, 3, acquire, role);
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max)?;
     let stop_classifier = CancellationToken::new();
@@ -80,6 +87,8 @@ pub async fn serve(
     .await;
     let state = crate::http::AppState::new(crate::http::Inner {
         pool: pool.clone(),
+        replica: replica.clone(),
+        min_seq_wait: Duration::from_millis(settings.min_seq_wait_ms),
         writer,
         webhook_auth,
         api_auth,
@@ -140,5 +149,8 @@ pub async fn serve(
     drained?;
     pool.close().await;
     write_pool.close().await;
+    if let Some(replica) = replica {
+        replica.close().await;
+    }
     Ok(())
 }

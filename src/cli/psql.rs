@@ -1,5 +1,6 @@
 //! `ticket-audit psql`: an interactive psql on whichever database the service uses: the private
-//! cluster (started for the session if no service runs it) or DATABASE_URL.
+//! cluster (started for the session if no service runs it) or DATABASE_URL; the replica
+//! (DATABASE_READ_URL) when one is given, unless `--primary`.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -16,15 +17,23 @@ use crate::BoxError;
 pub struct PsqlArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Open the shell on the primary (DATABASE_URL) even when DATABASE_READ_URL names a replica.
+    #[arg(long)]
+    pub primary: bool,
     /// Arguments for psql itself, after `--` (e.g. `-- -c 'TABLE ledger_head'`).
     #[arg(last = true, value_name = "PSQL ARGS")]
     pub args: Vec<OsString>,
 }
 
 pub async fn run(args: PsqlArgs) -> Result<ExitCode, BoxError> {
-    let db = Database::resolve(&args.database, false, 0).await?;
+    let replica = args.database.database_read_url.as_ref().filter(|_| !args.primary);
+    let db = match replica {
+        // Nothing to start or prepare: the replica is someone else's server.
+        Some(_) => None,
+        None => Some(Database::resolve(&args.database, false, 0).await?),
+    };
     let mut cmd = tokio::process::Command::new("psql");
-    match (&db.local, &args.database.database_url) {
+    match (db.as_ref().and_then(|db| db.local.as_ref()), replica.or(args.database.database_url.as_ref())) {
         (Some(local), _) => {
             cmd.args(local.psql_args(LOCAL_DATABASE));
         }
@@ -58,7 +67,9 @@ pub async fn run(args: PsqlArgs) -> Result<ExitCode, BoxError> {
         }
         Err(e) => Err(format!("starting psql: {e}").into()),
     };
-    db.stop().await;
+    if let Some(db) = db {
+        db.stop().await;
+    }
     let status = result?;
     Ok(ExitCode::from(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1))))
 }

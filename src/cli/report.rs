@@ -1,5 +1,5 @@
 //! `ticket-audit report NAME`: run one of the reports of `sql/` (embedded) on the database the
-//! service uses, and print its rows as a table, CSV or JSON. `report --list` lists them.
+//! service uses (its replica, given DATABASE_READ_URL), and print its rows as a table, CSV or JSON. `report --list` lists them.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -55,9 +55,14 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, BoxError> {
     // Checked before a database is touched: a typo fails at once.
     let report = reports::find(name)?;
     let statements = report.prepare(&args.params)?;
-    let db = Database::resolve(&args.database, false, 0).await?;
+    // On the replica when there is one: a report is a long read, the kind a replica is for.
+    let db = Database::resolve_for_reading(&args.database, 0).await?;
     let result = async {
-        db.prepare_schema(args.database.no_migrate).await?;
+        if args.database.database_read_url.is_some() {
+            db.check_schema().await?;
+        } else {
+            db.prepare_schema(args.database.no_migrate).await?;
+        }
         let mut conn = db.connect().await?;
         let sets = crate::store::report::run(&mut conn, &statements)
             .await

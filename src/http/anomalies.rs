@@ -63,6 +63,6 @@ pub async fn list(
 ) -> Result<Json<Page<Anomaly>>, ApiError> {
     let page = PageParams { limit: p.limit, cursor: p.cursor };
     let limit = page.limit()?;
-    let rows = read::list_anomalies(&app.pool, p.ticket.as_deref(), page.after()?, limit + 1).await?;
+    let rows = read::list_anomalies(app.read_pool(), p.ticket.as_deref(), page.after()?, limit + 1).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), Anomaly::from)))
 }

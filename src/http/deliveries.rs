@@ -100,7 +100,7 @@ pub async fn list(
     let limit = page.limit()?;
     let before = page.after::<i64>()?;
     let filter = DeliveryFilter { action: p.action, since: p.since, until: p.until };
-    let rows = read::list_deliveries(&app.pool, &scope, &filter, before, limit + 1).await?;
+    let rows = read::list_deliveries(app.read_pool(), &scope, &filter, before, limit + 1).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| r.seq, Delivery::from)))
 }
 
@@ -113,8 +113,8 @@ pub async fn one(
     Reader(scope): Reader,
     Path(id): Path<i64>,
 ) -> Result<Json<Delivery>, ApiError> {
-    let record = read::get_delivery(&app.pool, &scope, id).await?.ok_or(ApiError::NotFound)?;
-    let body = read::delivery_body(&app.pool, &scope, id).await?.ok_or(ApiError::NotFound)?;
+    let record = read::get_delivery(app.read_pool(), &scope, id).await?.ok_or(ApiError::NotFound)?;
+    let body = read::delivery_body(app.read_pool(), &scope, id).await?.ok_or(ApiError::NotFound)?;
     let mut d = Delivery::from(record);
     // Stored bodies were checked to be JSON when received; embedding the bytes keeps numbers
     // beyond 64 bits and duplicate keys exactly as sent.
@@ -132,6 +132,6 @@ pub async fn raw(
     Reader(scope): Reader,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let body = read::delivery_body(&app.pool, &scope, id).await?.ok_or(ApiError::NotFound)?;
+    let body = read::delivery_body(app.read_pool(), &scope, id).await?.ok_or(ApiError::NotFound)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -129,6 +129,11 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
+            // A hot standby cancels a read that holds back the replay of what the primary removed
+            // (a conflict with recovery): the read may simply be tried again.
+            sqlx::Error::Database(ref d) if d.code().as_deref() == Some("40001") => {
+                ApiError::Unavailable("the read was cancelled by the replica's replay", Some(Box::new(e)))
+            }
             sqlx::Error::Database(_)
             | sqlx::Error::ColumnDecode { .. }
             | sqlx::Error::Decode(_)

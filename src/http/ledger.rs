@@ -25,6 +25,7 @@ pub struct Head {
     responses((status = 200, body = Head), ReadProblems),
     security(("bearer" = [])))]
 pub async fn head(State(app): State<AppState>, _: Admin) -> Result<Json<Head>, ApiError> {
+    // The primary's: a head recorded elsewhere must be the newest, not a replica's older one.
     let mut conn = app.pool.acquire().await?;
     let h = ledger::head(&mut conn).await?;
     Ok(Json(Head { seq: h.seq, hash: hex::encode(&h.hash), at: h.at.map(super::rfc3339) }))
@@ -35,6 +36,7 @@ pub async fn head(State(app): State<AppState>, _: Admin) -> Result<Json<Head>, A
     responses((status = 200, body = Object, description = "{ok, deliveries, commands, head, break: {kind, seq, detail} | null}"), ReadProblems),
     security(("bearer" = [])))]
 pub async fn verify(State(app): State<AppState>, _: Admin) -> Result<Json<ledger::Report>, ApiError> {
-    let mut conn = app.pool.acquire().await?;
+    // A scan of the whole record: the replica's work, when there is one.
+    let mut conn = app.read_pool().acquire().await?;
     Ok(Json(ledger::verify(&mut conn, None).await?))
 }

@@ -36,11 +36,15 @@ pub fn handle() -> &'static PrometheusHandle {
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn render(State(app): State<AppState>) -> Response {
     metrics::gauge!("ticket_audit_write_queue_depth").set(app.writer.queue_depth() as f64);
-    for (name, pool) in [("read", &app.pool), ("write", app.writer.pool())] {
+    let replica = app.replica.as_ref().map(|r| ("replica", r));
+    for (name, pool) in [("read", &app.pool), ("write", app.writer.pool())].into_iter().chain(replica) {
         let idle = pool.num_idle() as f64;
         metrics::gauge!("ticket_audit_db_pool_connections", "pool" => name, "state" => "idle").set(idle);
         metrics::gauge!("ticket_audit_db_pool_connections", "pool" => name, "state" => "in_use")
             .set(pool.size() as f64 - idle);
+    }
+    if let Some(replica) = &app.replica {
+        replica_gauges(&app.pool, replica).await;
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
 }
@@ -55,4 +59,25 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("ticket_audit_http_request_seconds", "route" => route, "method" => method, "status" => status)
         .record(start.elapsed().as_secs_f64());
     res
+}
+
+/// The replica's state, asked when scraped (two small queries, bounded so that a replica that
+/// hangs does not hang the scrape): `ticket_audit_replica_up` 0 then, and the lags not updated.
+async fn replica_gauges(primary: &sqlx::PgPool, replica: &sqlx::PgPool) {
+    match crate::store::replica::lag(primary, replica).await {
+        Ok(lag) => {
+            metrics::gauge!("ticket_audit_replica_up").set(1.0);
+            metrics::gauge!("ticket_audit_replica_replay_paused").set(if lag.paused { 1.0 } else { 0.0 });
+            if let Some(s) = lag.seconds {
+                metrics::gauge!("ticket_audit_replica_lag_seconds").set(s);
+            }
+            if let Some(b) = lag.bytes {
+                metrics::gauge!("ticket_audit_replica_lag_bytes").set(b as f64);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the replica does not answer");
+            metrics::gauge!("ticket_audit_replica_up").set(0.0);
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod ledger;
 pub mod metrics;
+pub mod min_seq;
 pub mod pagination;
 pub mod proofs;
 pub mod server;
@@ -40,7 +41,12 @@ use crate::store::Writer;
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
+    /// The primary: what must see every acknowledged write (proofs, checkpoints, the ledger head).
     pub pool: PgPool,
+    /// A streaming replica (`DATABASE_READ_URL`), when one is given: use [`AppState::read_pool`].
+    pub replica: Option<PgPool>,
+    /// Longest a read with `X-Min-Seq` waits for [`AppState::read_pool`] to show that seq.
+    pub min_seq_wait: Duration,
     pub writer: Writer,
     pub webhook_auth: WebhookAuth,
     pub api_auth: ApiAuth,
@@ -61,6 +67,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         AppState(Arc::new(inner))
+    }
+
+    /// Where the read API and the page read the record: the replica when there is one (it may
+    /// lag the primary: a caller that must see its own write sends `X-Min-Seq`), else the primary.
+    pub fn read_pool(&self) -> &PgPool {
+        self.replica.as_ref().unwrap_or(&self.pool)
     }
 }
 
@@ -124,6 +136,7 @@ pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize)
     routes
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .merge(crate::ui::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), min_seq::wait))
         .route_layer(middleware::from_fn(metrics::track))
         .route_layer(middleware::from_fn(record_route))
         .fallback(|| async { ApiError::NotFound })

@@ -1,5 +1,8 @@
 //! The verifiable log for outside auditors: signed checkpoints, the verifier key, inclusion and
 //! consistency proofs (RFC 6962), and a command's evidence to check offline.
+//!
+//! All on the primary, never the replica: a proof or a command's evidence must cover what was
+//! just acknowledged and the checkpoint just signed, and a replica may lag both.
 
 use axum::extract::State;
 use axum::http::header;

@@ -99,7 +99,7 @@ pub async fn list(
         created_after: p.created_after,
         created_before: p.created_before,
     };
-    let rows = read::list_tickets(&app.pool, &scope, &filter, after, limit + 1).await?;
+    let rows = read::list_tickets(app.read_pool(), &scope, &filter, after, limit + 1).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| (CursorTime(r.first_seen_at), r.name.0.clone()), Ticket::from)))
 }
 
@@ -116,7 +116,7 @@ pub async fn one(
 }
 
 async fn visible_ticket(app: &AppState, scope: &Scope, name: &str) -> Result<TicketRecord, ApiError> {
-    read::get_ticket(&app.pool, scope, name).await?.ok_or(ApiError::NotFound)
+    read::get_ticket(app.read_pool(), scope, name).await?.ok_or(ApiError::NotFound)
 }
 
 /// Something that happened to a ticket. Every entry has every field; those its kind does not
@@ -204,7 +204,7 @@ pub async fn timeline(
     let limit = page.limit()?;
     let after = page.after::<(i64, i32)>()?.unwrap_or((0, -1));
     visible_ticket(&app, &scope, &name).await?;
-    let rows = read::timeline(&app.pool, &name, after, limit + 1).await?;
+    let rows = read::timeline(app.read_pool(), &name, after, limit + 1).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), TimelineEntry::from)))
 }
 
@@ -260,7 +260,7 @@ pub async fn commands(
     let after = page.after::<(i64, i32)>()?;
     visible_ticket(&app, &scope, &name).await?;
     let filter = CommandFilter { ticket: Some(name), ..Default::default() };
-    let rows = read::list_commands(&app.pool, &scope, &filter, true, after, limit + 1).await?;
+    let rows = read::list_commands(app.read_pool(), &scope, &filter, true, after, limit + 1).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position), Command::from)))
 }
 
@@ -326,6 +326,7 @@ pub async fn all_commands(
         executed: p.executed,
     };
     let rows =
-        read::list_commands(&app.pool, &scope, &filter, ascending, after.map(|(s, p, _)| (s, p)), limit + 1).await?;
+        read::list_commands(app.read_pool(), &scope, &filter, ascending, after.map(|(s, p, _)| (s, p)), limit + 1)
+            .await?;
     Ok(Json(Page::from_rows(rows, limit, |r| (r.seq, r.position, ascending), Command::from)))
 }

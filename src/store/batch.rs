@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::text::{escape, PgText};
@@ -62,29 +62,92 @@ pub fn chain_link(
     )
 }
 
-/// Stores a batch in one transaction: takes the ledger head (serializing writers across
-/// processes), answers duplicates with their original seq, gives new deliveries the next
-/// sequence numbers, chain hashes and a recorded time, grows the verifiable log's tree by their
-/// leaves, projects them, and commits. One outcome per input.
+/// The ledger head as the writer knows it: committed, or about to be by the batch in flight.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: Hash,
+    /// The last recorded time; none before the first delivery.
+    pub at: Option<OffsetDateTime>,
+    /// The verifiable log's right edge at `seq` leaves.
+    pub edge: RightEdge,
+}
+
+/// What a batch stores, as the next batch must see it before it is committed: its keys, and the
+/// tickets as it leaves them.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    keys: HashMap<(&'static str, String), i64>,
+    tickets: HashMap<String, TicketState>,
+}
+
+/// Where a batch starts from.
+pub enum Basis<'a> {
+    /// Take the head under lock first (`SELECT ... FOR UPDATE`): nothing of ours is in flight. The
+    /// writer's first batch, and the retry after a failure or after another process wrote.
+    /// `cached` is the last head this process saw, whose tree edge is reused when still current.
+    Locked { cached: Option<&'a Head> },
+    /// The head as the batch in flight leaves it, and what that batch stores: this batch's rows
+    /// go in while its predecessor commits, and the head moves only if it is still `head` (a
+    /// compare-and-swap, which waits for the predecessor's commit).
+    After { head: &'a Head, in_flight: &'a InFlight },
+}
+
+/// A batch whose rows are in and whose head update succeeded: it commits with `tx`.
+pub struct Executed {
+    pub tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pub outcomes: Vec<Outcome>,
+    /// The head once it commits.
+    pub head: Head,
+    pub in_flight: InFlight,
+    /// Refused tenant claims it holds (counted once committed).
+    pub conflicts: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The head is not where the batch expected it: its predecessor failed, or another process
+    /// wrote. Nothing of the batch is stored; it is to be tried again from the head under lock.
+    #[error("the ledger head moved")]
+    HeadMoved,
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Writes a batch in `tx` (begun by the caller) and leaves it to be committed: answers
+/// duplicates with their original seq, gives new deliveries the next sequence numbers, chain
+/// hashes and a recorded time, grows the verifiable log's tree by their leaves, projects them,
+/// and moves the ledger head. One outcome per input.
 ///
-/// `tree` is the caller's copy of the tree's right edge; it is rebuilt from the stored hashes
-/// when it is not the head's (first batch, or another process wrote), and replaced once the
-/// batch has committed.
-pub async fn write_batch(
-    conn: &mut PgConnection,
+/// The head moves last, by compare-and-swap: with [`Basis::After`] the expensive part (every
+/// row, every index entry) is done while the predecessor's commit is on its way to disk, and the
+/// batch waits only for that commit. Whatever the basis, the head update serializes writers
+/// across processes: seq stays gapless in commit order and the chain and the tree exact.
+pub async fn execute_batch(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     batch: &[&NewDelivery],
-    tree: &mut Option<RightEdge>,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let (mut head_seq, head_hash, head_at): (i64, Vec<u8>, Option<OffsetDateTime>) =
-        sqlx::query_as("SELECT seq, hash, at FROM ledger_head FOR UPDATE").fetch_one(&mut *tx).await?;
-    let mut edge = tree::edge_at_head(&mut tx, tree.as_ref(), head_seq).await?;
-    let mut prev: Hash =
-        head_hash.try_into().map_err(|_| sqlx::Error::Protocol("ledger_head.hash is not 32 bytes".into()))?;
-    // Taken while the head is held, and never before the previous batch's: times along seq never
-    // go backwards, across processes too.
+    basis: Basis<'_>,
+) -> Result<Executed, BatchError> {
+    let empty = InFlight::default();
+    let locked = matches!(basis, Basis::Locked { .. });
+    let (start, before) = match basis {
+        Basis::Locked { cached } => {
+            let (seq, hash, at): (i64, Vec<u8>, Option<OffsetDateTime>) =
+                sqlx::query_as("SELECT seq, hash, at FROM ledger_head FOR UPDATE").fetch_one(&mut *tx).await?;
+            let edge = tree::edge_at_head(&mut tx, cached.map(|h| &h.edge), seq).await?;
+            let hash: Hash =
+                hash.try_into().map_err(|_| sqlx::Error::Protocol("ledger_head.hash is not 32 bytes".into()))?;
+            (Head { seq, hash, at, edge }, &empty)
+        }
+        Basis::After { head, in_flight } => (head.clone(), in_flight),
+    };
+    let mut head_seq = start.seq;
+    let mut prev = start.hash;
+    let mut edge = start.edge.clone();
+    // Never before the previous batch's: times along seq never go backwards, across processes
+    // too (another process's head is taken under lock, or the swap fails).
     let now = truncate_to_micros(OffsetDateTime::now_utc());
-    let recorded_at = head_at.map_or(now, |h| now.max(h));
+    let recorded_at = start.at.map_or(now, |h| now.max(h));
 
     let scopes: Vec<&'static str> = batch.iter().map(|d| d.key.identity().0).collect();
     let keys: Vec<PgText> = batch.iter().map(|d| PgText::from(d.key.as_str())).collect();
@@ -106,13 +169,17 @@ pub async fn write_batch(
     .collect();
 
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut in_batch: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut mine = InFlight::default();
     let mut fresh: Vec<Projected<'_>> = Vec::new();
     let mut leaves = Vec::new();
     let mut rows = DeliveryColumns::default();
     for d in batch {
         let (scope, key) = d.key.identity();
-        let stored = known.get(&(scope.to_owned(), PgText::from(key))).or_else(|| in_batch.get(&(scope, key)));
+        let id = (scope, key.to_owned());
+        let stored = known
+            .get(&(scope.to_owned(), PgText::from(key)))
+            .or_else(|| before.keys.get(&id))
+            .or_else(|| mine.keys.get(&id));
         if let Some(&seq) = stored {
             outcomes.push(Outcome { seq, duplicate: true });
             continue;
@@ -130,25 +197,39 @@ pub async fn write_batch(
             status_code: n.status_code,
             body_sha256: &d.body_sha256,
         }));
-        in_batch.insert((scope, key), head_seq);
+        mine.keys.insert(id, head_seq);
         fresh.push(Projected { seq: head_seq, at: recorded_at, normalized: &d.normalized });
         outcomes.push(Outcome { seq: head_seq, duplicate: false });
     }
 
     let mut conflicts = 0;
-    if !fresh.is_empty() {
-        let projection = Projection::derive(&mut tx, &fresh).await?;
-        conflicts = projection.anomalies.seq.len();
-        let tree = tree::StoredHashes::append(&mut edge, &leaves);
-        let head = Head { seq: head_seq, hash: prev.to_vec(), at: recorded_at, tree };
-        store(&mut tx, &rows, &projection, Some(&head)).await?;
-    }
-    tx.commit().await?;
-    *tree = Some(edge);
-    if conflicts > 0 {
-        metrics::counter!("ticket_audit_tenant_conflicts_total").increment(conflicts as u64);
-    }
-    Ok(outcomes)
+    let after = if fresh.is_empty() {
+        start.clone()
+    } else {
+        let (projection, tickets) = Projection::derive_over(&mut tx, &fresh, &before.tickets).await?;
+        conflicts = projection.anomalies.seq.len() as u64;
+        mine.tickets = tickets;
+        let hashes = tree::StoredHashes::append(&mut edge, &leaves);
+        store(&mut tx, &rows, &projection, Some(&hashes)).await?;
+        if !locked {
+            // The swap. FOR UPDATE waits for the predecessor's commit and then reads the head
+            // it left (a plain `UPDATE ... WHERE seq = $expected` would judge the row by the
+            // statement's snapshot, taken before that commit, and fail for nothing).
+            let (seq, hash): (i64, Vec<u8>) =
+                sqlx::query_as("SELECT seq, hash FROM ledger_head FOR UPDATE").fetch_one(&mut *tx).await?;
+            if seq != start.seq || hash[..] != start.hash[..] {
+                return Err(BatchError::HeadMoved);
+            }
+        }
+        sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2, at = $3")
+            .bind(head_seq)
+            .bind(&prev[..])
+            .bind(recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        Head { seq: head_seq, hash: prev, at: Some(recorded_at), edge }
+    };
+    Ok(Executed { tx, outcomes, head: after, in_flight: mine, conflicts })
 }
 
 /// A stored delivery and what it normalizes to: the input of the projection.
@@ -163,19 +244,11 @@ pub struct Projected<'a> {
 /// commands, and the tickets they touch folded with [`TicketState::apply`]. Live ingestion and
 /// `reproject` both come through here, so both produce the same rows.
 pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<(), sqlx::Error> {
-    let projection = Projection::derive(conn, items).await?;
+    let (projection, _) = Projection::derive_over(conn, items, &HashMap::new()).await?;
     store(conn, &DeliveryColumns::default(), &projection, None).await
 }
 
-struct Head {
-    seq: i64,
-    hash: Vec<u8>,
-    at: OffsetDateTime,
-    /// The tree's new stored hashes, in the same statement.
-    tree: tree::StoredHashes,
-}
-
-/// Runs `sql/store_batch.sql`: deliveries, projection and head in one statement. Each table's
+/// Runs `sql/store_batch.sql`: deliveries, projection and the tree's new hashes in one statement. Each table's
 /// columns are bound by the table's own `bind`, in the order its part of the statement names
 /// them; `tests/api/columns.rs` stores distinct values in every column and reads each back, so
 /// a swapped pair fails there.
@@ -183,7 +256,7 @@ async fn store(
     conn: &mut PgConnection,
     d: &DeliveryColumns<'_>,
     p: &Projection,
-    head: Option<&Head>,
+    tree: Option<&tree::StoredHashes>,
 ) -> Result<(), sqlx::Error> {
     let q = sqlx::query(include_str!("sql/store_batch.sql"));
     let q = d.bind(q);
@@ -192,9 +265,8 @@ async fn store(
     let q = p.commands.bind(q);
     let q = p.tickets.bind(q);
     let q = p.anomalies.bind(q);
-    let q = q.bind(head.map(|h| h.seq)).bind(head.map(|h| h.hash.clone())).bind(head.map(|h| h.at));
     let no_tree = tree::StoredHashes::default();
-    let q = head.map_or(&no_tree, |h| &h.tree).bind(q);
+    let q = tree.unwrap_or(&no_tree).bind(q);
     q.execute(conn).await?;
     Ok(())
 }
@@ -264,14 +336,19 @@ struct Projection {
 }
 
 impl Projection {
-    /// Derives the rows; reads the tickets the batch touches, to fold it into them.
-    async fn derive(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<Self, sqlx::Error> {
+    /// Derives the rows; reads the tickets the batch touches, to fold it into them, taking
+    /// those in `in_flight` as the batch before it leaves them. Returns the tickets as folded.
+    async fn derive_over(
+        conn: &mut PgConnection,
+        items: &[Projected<'_>],
+        in_flight: &HashMap<String, TicketState>,
+    ) -> Result<(Self, HashMap<String, TicketState>), sqlx::Error> {
         let mut p = Projection::default();
         for item in items {
             p.push(item);
         }
-        fold_tickets(conn, items, &mut p).await?;
-        Ok(p)
+        let tickets = fold_tickets(conn, items, in_flight, &mut p).await?;
+        Ok((p, tickets))
     }
 
     fn push(&mut self, p: &Projected<'_>) {
@@ -311,11 +388,16 @@ impl Projection {
 
 /// The tickets a batch touches, as stored, with the batch's updates folded in, in seq order;
 /// and the tenant claims the fold refused.
-async fn fold_tickets(conn: &mut PgConnection, items: &[Projected<'_>], p: &mut Projection) -> Result<(), sqlx::Error> {
+async fn fold_tickets(
+    conn: &mut PgConnection,
+    items: &[Projected<'_>],
+    in_flight: &HashMap<String, TicketState>,
+    p: &mut Projection,
+) -> Result<HashMap<String, TicketState>, sqlx::Error> {
     let mut names: Vec<PgText> =
         items.iter().flat_map(|p| p.normalized.ticket_updates.iter().map(|u| PgText::from(u.name.as_str()))).collect();
     if names.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     names.sort();
     names.dedup();
@@ -328,6 +410,14 @@ async fn fold_tickets(conn: &mut PgConnection, items: &[Projected<'_>], p: &mut 
             .into_iter()
             .map(|r| (r.name.0.clone(), r.into()))
             .collect();
+    // The batch in flight has folded these already; its rows are not committed yet.
+    for (name, state) in in_flight {
+        if let Some(stored) = states.get_mut(name) {
+            *stored = state.clone();
+        } else if names.binary_search(&PgText::from(name.as_str())).is_ok() {
+            states.insert(name.clone(), state.clone());
+        }
+    }
     for item in items {
         for (position, u) in item.normalized.ticket_updates.iter().enumerate() {
             let state =
@@ -344,10 +434,13 @@ async fn fold_tickets(conn: &mut PgConnection, items: &[Projected<'_>], p: &mut 
             }
         }
     }
-    for s in states.into_values() {
-        p.tickets.push(s);
+    // In name order: concurrent writers lock ticket rows in one order.
+    let mut folded: Vec<&TicketState> = states.values().collect();
+    folded.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in folded {
+        p.tickets.push(s.clone());
     }
-    Ok(())
+    Ok(states)
 }
 
 /// `$14..$21`: action events.

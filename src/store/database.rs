@@ -23,6 +23,8 @@ pub const ROOT_DATA_DIR: &str = "/var/lib/ticket-audit";
 pub enum DatabaseError {
     #[error("DATABASE_URL is not a PostgreSQL URL: {0}")]
     BadUrl(sqlx::Error),
+    #[error("DATABASE_READ_URL is not a PostgreSQL URL: {0}")]
+    BadReadUrl(sqlx::Error),
     #[error(transparent)]
     Local(#[from] LocalPgError),
     #[error(
@@ -39,6 +41,11 @@ pub enum DatabaseError {
          run `ticket-audit migrate` as the schema's owner first"
     )]
     SchemaBehind { at: i64, need: i64 },
+    #[error(
+        "the replica's schema is at version {at}, this build needs version {need}: migrate the primary \
+         (`ticket-audit migrate`) and let the replica replay it"
+    )]
+    ReplicaSchemaBehind { at: i64, need: i64 },
     #[error("the database schema is at version {at}, newer than this build knows (version {known}): run a newer ticket-audit")]
     SchemaAhead { at: i64, known: i64 },
     #[error(
@@ -84,11 +91,7 @@ impl Database {
         default_statement_timeout_ms: u64,
     ) -> Result<Self, DatabaseError> {
         let connect_timeout = args.connect_timeout();
-        let statement_timeout = args.db_statement_timeout_ms.unwrap_or(default_statement_timeout_ms);
-        let limit = |options: PgConnectOptions| match statement_timeout {
-            0 => options,
-            ms => options.options([("statement_timeout", ms.to_string())]),
-        };
+        let limit = |options| limit_statements(options, args, default_statement_timeout_ms);
         if let Some(url) = &args.database_url {
             let options: PgConnectOptions = url.expose_secret().parse().map_err(DatabaseError::BadUrl)?;
             return Ok(Database { options: limit(options), local: None, connect_timeout });
@@ -126,6 +129,38 @@ impl Database {
         );
         let options = limit(local.connect_options(LOCAL_DATABASE));
         Ok(Database { options, local: Some(local), connect_timeout })
+    }
+
+    /// The replica (`DATABASE_READ_URL`) when one is given, for commands that only read (`report`):
+    /// the primary is then not touched at all; otherwise as [`Database::resolve`].
+    pub async fn resolve_for_reading(
+        args: &DatabaseArgs,
+        default_statement_timeout_ms: u64,
+    ) -> Result<Self, DatabaseError> {
+        match read_options(args, default_statement_timeout_ms)? {
+            Some(options) => Ok(Database { options, local: None, connect_timeout: args.connect_timeout() }),
+            None => Self::resolve(args, false, default_statement_timeout_ms).await,
+        }
+    }
+
+    /// Checks, without writing anything (a replica cannot), that the replica's schema is this build's.
+    pub async fn check_schema(&self) -> Result<(), DatabaseError> {
+        let mut conn = self.connect().await?;
+        let at = migrate::applied_version(&mut conn)
+            .await
+            .map_err(|source| DatabaseError::Query {
+                what: "reading the schema version",
+                target: describe(&self.options),
+                source,
+            })?
+            .unwrap_or(0);
+        let _ = conn.close().await;
+        let need = migrate::latest_version();
+        match at.cmp(&need) {
+            std::cmp::Ordering::Less => Err(DatabaseError::ReplicaSchemaBehind { at, need }),
+            std::cmp::Ordering::Greater => Err(DatabaseError::SchemaAhead { at, known: need }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
     }
 
     pub async fn connect(&self) -> Result<PgConnection, DatabaseError> {
@@ -181,6 +216,24 @@ impl Database {
             }
         }
     }
+}
+
+/// `DB_STATEMENT_TIMEOUT_MS`, or `default_ms`, on every connection made with `options`.
+fn limit_statements(options: PgConnectOptions, args: &DatabaseArgs, default_ms: u64) -> PgConnectOptions {
+    match args.db_statement_timeout_ms.unwrap_or(default_ms) {
+        0 => options,
+        ms => options.options([("statement_timeout", ms.to_string())]),
+    }
+}
+
+/// `DATABASE_READ_URL`, with the same statement timeout as the primary, when one is given.
+pub fn read_options(
+    args: &DatabaseArgs,
+    default_statement_timeout_ms: u64,
+) -> Result<Option<PgConnectOptions>, DatabaseError> {
+    let Some(url) = &args.database_read_url else { return Ok(None) };
+    let options: PgConnectOptions = url.expose_secret().parse().map_err(DatabaseError::BadReadUrl)?;
+    Ok(Some(limit_statements(options, args, default_statement_timeout_ms)))
 }
 
 /// CREATE DATABASE unless it exists (there is no IF NOT EXISTS; `name` is a constant identifier).

@@ -8,6 +8,7 @@ pub mod export;
 pub mod ledger;
 pub mod migrate;
 pub mod read;
+pub mod replica;
 pub mod report;
 pub mod reproject;
 pub mod text;

@@ -331,6 +331,16 @@ pub async fn list_checkpoints(
         .await
 }
 
+/// Arbitrary constant: the advisory lock under which a signer stores a checkpoint.
+const CHECKPOINT_LOCK: i64 = 0x7461_5f63_6b70; // "ta_ckp"
+
+/// Takes the checkpoint lock until the end of the caller's transaction: several instances
+/// signing with one key take turns, so each sees what the others stored before it stores its own.
+pub async fn lock_checkpoints(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHECKPOINT_LOCK).execute(conn).await?;
+    Ok(())
+}
+
 pub async fn insert_checkpoint(
     conn: &mut PgConnection,
     size: u64,

@@ -1,9 +1,11 @@
 //! The writer: one task per process gathers the deliveries waiting and commits them together
-//! (group commit), under a supervisor.
+//! (group commit), pipelined, under a supervisor.
 //!
 //! Handlers hand a checked delivery to the bounded queue and wait for their own outcome, which
 //! is sent only after the transaction holding it has committed. While one batch commits, the
-//! next gathers, so batches grow with load and cost nothing when it is quiet.
+//! next gathers and goes in: its rows are written from the head the committing batch leaves, and
+//! its head update, a compare-and-swap, waits for that commit ([`Pipeline`]). Batches grow with
+//! load and cost nothing when it is quiet; both cores stay busy.
 //!
 //! Nothing a sender sends may stop it: a batch whose write fails on what a delivery holds (the
 //! database refuses a value, or a panic in encoding it) is split and its deliveries stored one by
@@ -21,9 +23,8 @@ use futures_util::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::batch::{write_batch, NewDelivery, Outcome};
+use super::batch::{execute_batch, Basis, BatchError, Executed, Head, InFlight, NewDelivery, Outcome};
 use super::classify::WriterActivity;
-use crate::domain::merkle::RightEdge;
 
 /// Restarts the supervisor allows within [`RESTART_WINDOW`] before it gives up.
 pub const MAX_RESTARTS: usize = 5;
@@ -208,17 +209,17 @@ async fn run(
     pool: &PgPool,
     rx: &mut mpsc::Receiver<Job>,
     max_batch: usize,
-    activity: &WriterActivity,
+    activity: &Arc<WriterActivity>,
     ordered: bool,
     commits: &watch::Sender<i64>,
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
     let mut lanes = Lanes::new(ordered);
     let mut open = true;
-    // The verifiable log's right edge, kept between batches (rebuilt from the database when stale).
-    let mut tree = None;
+    let mut pipeline = Pipeline::new(pool, activity, commits);
     loop {
         if lanes.is_empty() {
+            // The batch committing now (if any) answers its senders itself: wait for the next.
             if !open || rx.recv_many(&mut incoming, max_batch).await == 0 {
                 break;
             }
@@ -243,13 +244,11 @@ async fn run(
                 let start = Instant::now();
                 for batch in by_rows(jobs, BATCH_ROWS) {
                     metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
-                    let start = Instant::now();
-                    commit(pool, batch, &mut tree, commits).await;
-                    let spent = start.elapsed();
-                    metrics::histogram!("ticket_audit_write_commit_seconds").record(spent.as_secs_f64());
-                    activity.record(spent);
+                    pipeline.write(batch).await;
                 }
                 if large {
+                    // A large delivery's time includes its commit: its successor waits for it.
+                    pipeline.settle().await;
                     lanes.repay(Instant::now(), start.elapsed());
                 }
             }
@@ -263,6 +262,7 @@ async fn run(
             }
         }
     }
+    pipeline.settle().await;
 }
 
 /// Deliveries of more than this many rows wait in a lane of their own (in `serve`).
@@ -341,6 +341,10 @@ fn by_rows(jobs: Vec<Job>, budget: usize) -> Vec<Vec<Job>> {
     batches
 }
 
+/// Times a batch is tried again from the head under lock after losing a race (another process
+/// wrote, or a deadlock between two writers), before its deliveries are stored one by one.
+const CONTENTION_RETRIES: usize = 8;
+
 /// Why a batch was not stored.
 enum Failure {
     /// Something a delivery holds: the database refused a value, or encoding it panicked.
@@ -349,46 +353,227 @@ enum Failure {
     Database(sqlx::Error),
 }
 
-async fn commit(pool: &PgPool, jobs: Vec<Job>, tree: &mut Option<RightEdge>, commits: &watch::Sender<i64>) {
-    match store(pool, jobs.iter().map(|j| &j.delivery).collect(), tree).await {
-        Ok(outcomes) => {
-            announce(commits, &outcomes);
+/// A batch whose commit is on its way, answering its senders when it lands.
+struct Pending {
+    in_flight: InFlight,
+    done: tokio::task::JoinHandle<()>,
+}
+
+/// The pipelined write path. Batch N+1's rows go in while batch N commits: the next batch is
+/// written from the head N leaves (`Basis::After`), and its head update, a compare-and-swap,
+/// waits for N's commit. N+1 starts only once N's statement is done, so N never waits for N+1
+/// (no deadlock between them), and senders are answered only after their own batch commits.
+/// When the swap fails (N failed, or another process wrote), the batch is tried again from the
+/// head under lock, with nothing in flight.
+struct Pipeline<'a> {
+    pool: &'a PgPool,
+    commits: &'a watch::Sender<i64>,
+    busy: Busy,
+    /// The head as the last batch leaves it; none: take it under lock.
+    head: Option<Head>,
+    /// Only for its tree edge, reused by a locked start when still current.
+    last_seen: Option<Head>,
+    pending: Option<Pending>,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(pool: &'a PgPool, activity: &Arc<WriterActivity>, commits: &'a watch::Sender<i64>) -> Self {
+        Pipeline { pool, commits, busy: Busy::new(activity), head: None, last_seen: None, pending: None }
+    }
+
+    /// Waits for the batch committing now, if any.
+    async fn settle(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let _ = p.done.await;
+        }
+    }
+
+    /// Writes one batch; its senders are answered once it commits (or fails).
+    async fn write(&mut self, jobs: Vec<Job>) {
+        let mut contention = 0;
+        loop {
+            let deliveries: Vec<&NewDelivery> = jobs.iter().map(|j| &j.delivery).collect();
+            let started = Instant::now();
+            self.busy.start();
+            let attempt = self.execute(&deliveries).await;
+            drop(deliveries);
+            match attempt {
+                Ok(mut done) => {
+                    // Its swap succeeded, so the batch before it has committed.
+                    self.settle().await;
+                    self.head = Some(done.head.clone());
+                    self.last_seen = self.head.clone();
+                    let in_flight = std::mem::take(&mut done.in_flight);
+                    let task = commit_and_answer(done, jobs, self.commits.clone(), self.busy.clone(), started);
+                    self.pending = Some(Pending { in_flight, done: tokio::spawn(task) });
+                    return;
+                }
+                Err(attempt) => {
+                    self.busy.stop();
+                    self.settle().await;
+                    self.head = None;
+                    match attempt {
+                        Attempt::Contended(why) if contention < CONTENTION_RETRIES => {
+                            contention += 1;
+                            metrics::counter!("ticket_audit_write_retries_total").increment(1);
+                            tracing::debug!(reason = %why, attempt = contention, "batch lost a race; again from the head under lock");
+                        }
+                        Attempt::Contended(why) | Attempt::Failed(Failure::Item(why)) => {
+                            return self.one_by_one(jobs, why).await;
+                        }
+                        Attempt::Failed(Failure::Database(e)) => {
+                            tracing::warn!(error = %e, size = jobs.len(), "batch not committed");
+                            let shared = Arc::new(e);
+                            for job in jobs {
+                                let _ = job.reply.send(Err(WriteError::Unavailable(shared.clone())));
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Executes a batch from the head as known, or under lock.
+    async fn execute(&mut self, batch: &[&NewDelivery]) -> Result<Executed, Attempt> {
+        let tx = self.pool.begin().await.map_err(|e| Attempt::Failed(Failure::Database(e)))?;
+        let empty = InFlight::default();
+        let basis = match &self.head {
+            Some(head) => Basis::After { head, in_flight: self.pending.as_ref().map_or(&empty, |p| &p.in_flight) },
+            None => Basis::Locked { cached: self.last_seen.as_ref() },
+        };
+        // A panic while encoding a value is a fault of ours, but one a delivery's content set off:
+        // it is that delivery's failure, not the writer's end. The transaction, dropped, rolls back.
+        match AssertUnwindSafe(execute_batch(tx, batch, basis)).catch_unwind().await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(BatchError::HeadMoved)) => Err(Attempt::Contended("the head moved".into())),
+            Ok(Err(BatchError::Sql(e))) if contended(&e) => Err(Attempt::Contended(e.to_string())),
+            Ok(Err(BatchError::Sql(e))) if refused_item(&e) => {
+                Err(Attempt::Failed(Failure::Item(format!("SQLSTATE {}: {e}", db_code(&e)))))
+            }
+            Ok(Err(BatchError::Sql(e))) => Err(Attempt::Failed(Failure::Database(e))),
+            Err(panic) => {
+                metrics::counter!("ticket_audit_write_panics_total").increment(1);
+                Err(Attempt::Failed(Failure::Item(format!("panic: {}", panic_text(&panic)))))
+            }
+        }
+    }
+
+    /// One delivery the database refuses must not hold back the others: store them one by one,
+    /// each committed before the next, and one that still fails unprojected.
+    async fn one_by_one(&mut self, jobs: Vec<Job>, why: String) {
+        if jobs.len() > 1 {
+            tracing::warn!(error = %why, size = jobs.len(), "batch refused; storing its deliveries one by one");
+            for job in jobs {
+                Box::pin(self.write(vec![job])).await;
+                self.settle().await;
+            }
+            return;
+        }
+        let job = jobs.into_iter().next().expect("one job");
+        tracing::error!(error = %why, "a delivery's projection could not be stored; storing it unprojected");
+        let mut raw = job.delivery.clone();
+        raw.normalized = raw.normalized.unprojected(Some(format!("its projection could not be stored ({why})")));
+        raw.unprojected = true;
+        let result = self.store_alone(&raw).await;
+        let _ = job.reply.send(result);
+    }
+
+    /// Stores one delivery from the head under lock and waits for its commit.
+    async fn store_alone(&mut self, d: &NewDelivery) -> Result<Outcome, WriteError> {
+        let mut last = String::new();
+        for _ in 0..=CONTENTION_RETRIES {
+            self.head = None;
+            self.busy.start();
+            let attempt = self.execute(&[d]).await;
+            self.busy.stop();
+            match attempt {
+                Ok(done) => {
+                    done.tx.commit().await.map_err(|e| WriteError::Unavailable(Arc::new(e)))?;
+                    announce(self.commits, &done.outcomes);
+                    self.head = Some(done.head.clone());
+                    self.last_seen = self.head.clone();
+                    return Ok(done.outcomes[0]);
+                }
+                Err(Attempt::Contended(why)) => last = why,
+                Err(Attempt::Failed(Failure::Database(e))) => return Err(WriteError::Unavailable(Arc::new(e))),
+                Err(Attempt::Failed(Failure::Item(why))) => {
+                    tracing::error!(error = %why, "even unprojected, a delivery could not be stored");
+                    return Err(WriteError::Unavailable(Arc::new(sqlx::Error::Protocol(why))));
+                }
+            }
+        }
+        Err(WriteError::Unavailable(Arc::new(sqlx::Error::Protocol(format!("lost every race: {last}")))))
+    }
+}
+
+enum Attempt {
+    /// Lost a race: nothing of the batch is stored; try again from the head under lock.
+    Contended(String),
+    Failed(Failure),
+}
+
+/// Commits an executed batch and answers its senders: after the commit, never before.
+async fn commit_and_answer(
+    mut done: Executed,
+    jobs: Vec<Job>,
+    commits: watch::Sender<i64>,
+    busy: Busy,
+    started: Instant,
+) {
+    let outcomes = std::mem::take(&mut done.outcomes);
+    let result = done.tx.commit().await;
+    busy.stop();
+    metrics::histogram!("ticket_audit_write_commit_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            announce(&commits, &outcomes);
+            if done.conflicts > 0 {
+                metrics::counter!("ticket_audit_tenant_conflicts_total").increment(done.conflicts);
+            }
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
             }
         }
-        Err(Failure::Item(why)) if jobs.len() > 1 => {
-            // One delivery the database refuses must not hold back the others: store one by one.
-            tracing::warn!(error = %why, size = jobs.len(), "batch refused; storing its deliveries one by one");
-            for job in jobs {
-                Box::pin(commit(pool, vec![job], tree, commits)).await;
-            }
-        }
-        Err(Failure::Item(why)) => {
-            let job = jobs.into_iter().next().expect("one job");
-            tracing::error!(error = %why, "a delivery's projection could not be stored; storing it unprojected");
-            let mut raw = job.delivery.clone();
-            raw.normalized = raw.normalized.unprojected(Some(format!("its projection could not be stored ({why})")));
-            raw.unprojected = true;
-            let result = match store(pool, vec![&raw], tree).await {
-                Ok(o) => {
-                    announce(commits, &o);
-                    Ok(o[0])
-                }
-                Err(Failure::Database(e)) => Err(WriteError::Unavailable(Arc::new(e))),
-                Err(Failure::Item(why)) => {
-                    tracing::error!(error = %why, "even unprojected, a delivery could not be stored");
-                    Err(WriteError::Unavailable(Arc::new(sqlx::Error::Protocol(why))))
-                }
-            };
-            let _ = job.reply.send(result);
-        }
-        Err(Failure::Database(e)) => {
+        Err(e) => {
             tracing::warn!(error = %e, size = jobs.len(), "batch not committed");
             let shared = Arc::new(e);
             for job in jobs {
                 let _ = job.reply.send(Err(WriteError::Unavailable(shared.clone())));
             }
+        }
+    }
+}
+
+/// Wall time with at least one batch being written or committed: the writer's busy share
+/// (the sum of `ticket_audit_writer_busy_seconds` over wall time), and what the classifier yields to.
+#[derive(Clone)]
+struct Busy {
+    state: Arc<std::sync::Mutex<(usize, Instant)>>,
+    activity: Arc<WriterActivity>,
+}
+
+impl Busy {
+    fn new(activity: &Arc<WriterActivity>) -> Self {
+        Busy { state: Arc::new(std::sync::Mutex::new((0, Instant::now()))), activity: activity.clone() }
+    }
+
+    fn start(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0 == 0 {
+            s.1 = Instant::now();
+        }
+        s.0 += 1;
+    }
+
+    fn stop(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = s.0.saturating_sub(1);
+        if s.0 == 0 {
+            let spent = s.1.elapsed();
+            metrics::histogram!("ticket_audit_writer_busy_seconds").record(spent.as_secs_f64());
+            self.activity.record(spent);
         }
     }
 }
@@ -404,21 +589,10 @@ fn announce(commits: &watch::Sender<i64>, outcomes: &[Outcome]) {
     }
 }
 
-async fn store(pool: &PgPool, batch: Vec<&NewDelivery>, tree: &mut Option<RightEdge>) -> Result<Vec<Outcome>, Failure> {
-    let mut conn = pool.acquire().await.map_err(Failure::Database)?;
-    // A panic while encoding a value is a fault of ours, but one a delivery's content set off:
-    // it is that delivery's failure, not the writer's end.
-    match AssertUnwindSafe(write_batch(&mut conn, &batch, tree)).catch_unwind().await {
-        Ok(Ok(outcomes)) => Ok(outcomes),
-        Ok(Err(e)) if refused_item(&e) => Err(Failure::Item(format!("SQLSTATE {}: {e}", db_code(&e)))),
-        Ok(Err(e)) => Err(Failure::Database(e)),
-        Err(panic) => {
-            // The connection is mid-transaction: close it rather than return it to the pool.
-            let _ = conn.detach();
-            metrics::counter!("ticket_audit_write_panics_total").increment(1);
-            Err(Failure::Item(format!("panic: {}", panic_text(&panic))))
-        }
-    }
+/// Losing a race with another writer: a key or seq it took first (unique violation), or a
+/// deadlock the server broke.
+fn contended(e: &sqlx::Error) -> bool {
+    matches!(db_code(e).as_str(), "23505" | "40P01" | "40001")
 }
 
 /// Errors caused by what a delivery holds (data exceptions, constraints, size limits), as

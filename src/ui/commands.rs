@@ -139,9 +139,16 @@ const PAGE: i64 = 50;
 pub async fn list(State(app): State<AppState>, reader: UiReader, uri: Uri) -> Result<Response, UiError> {
     let q: CommandQuery = query(&uri)?;
     let p = q.parse()?;
-    let rows =
-        read::list_classified_commands(&app.pool, &reader.scope, &p.filter, &p.classes, p.ascending, p.after, PAGE + 1)
-            .await?;
+    let rows = read::list_classified_commands(
+        app.read_pool(),
+        &reader.scope,
+        &p.filter,
+        &p.classes,
+        p.ascending,
+        p.after,
+        PAGE + 1,
+    )
+    .await?;
     let ascending = p.ascending;
     let page = Page::from_rows(rows, PAGE, |r| (r.command.seq, r.command.position, ascending), |r| r);
     // The stream takes the tenant, agent and contains filters itself, and resumes after the
@@ -308,7 +315,7 @@ async fn download(app: AppState, scope: Scope, uri: Uri, format: Format) -> Resu
         let mut after = None;
         loop {
             let rows = match read::list_classified_commands(
-                &app.pool,
+                app.read_pool(),
                 &scope,
                 &p.filter,
                 &p.classes,

@@ -12,8 +12,8 @@ use crate::http::{AppState, Path};
 use crate::store::read;
 
 pub async fn one(State(app): State<AppState>, reader: UiReader, Path(id): Path<i64>) -> Result<Response, UiError> {
-    let d = read::get_delivery(&app.pool, &reader.scope, id).await?.ok_or(ApiError::NotFound)?;
-    let body = read::delivery_body(&app.pool, &reader.scope, id).await?.ok_or(ApiError::NotFound)?;
+    let d = read::get_delivery(app.read_pool(), &reader.scope, id).await?.ok_or(ApiError::NotFound)?;
+    let body = read::delivery_body(app.read_pool(), &reader.scope, id).await?.ok_or(ApiError::NotFound)?;
     let body = String::from_utf8_lossy(&body);
     let raw = format!("/api/v1/deliveries/{id}/raw");
     let headers = serde_json::to_string_pretty(&d.headers.0).unwrap_or_default();

@@ -26,6 +26,7 @@ pub async fn page_of(
     headers: &HeaderMap,
     result: Option<Markup>,
 ) -> Result<Response, UiError> {
+    // The primary's head and checkpoint, as the API gives them: a head to record must be the newest.
     let mut conn = app.pool.acquire().await.map_err(ApiError::from)?;
     let head = ledger::head(&mut conn).await?;
     let checkpoint = tree::latest_checkpoint(&mut conn).await?;
@@ -84,7 +85,8 @@ pub async fn verify(
     let sign_out_token = (!app.api_auth.is_open()).then(|| app.api_auth.form_token(&headers, "sign-out"));
     let reader = UiReader { scope: scope.clone(), frame: super::Frame { scope, sign_out_token } };
     admin(&reader)?;
-    let mut conn = app.pool.acquire().await.map_err(ApiError::from)?;
+    // A scan of the whole record: the replica's work, when there is one (as the API's verify).
+    let mut conn = app.read_pool().acquire().await.map_err(ApiError::from)?;
     let report = ledger::verify(&mut conn, None).await?;
     drop(conn);
     let result = html! {

@@ -88,12 +88,12 @@ pub async fn list(State(app): State<AppState>, reader: UiReader, uri: Uri) -> Re
         created_before: parse_time("Created before", q.created_before.as_deref())?,
     };
     let (items, next) = if let Some(name) = &q.name {
-        (read::get_ticket(&app.pool, &reader.scope, name).await?.into_iter().collect(), None)
+        (read::get_ticket(app.read_pool(), &reader.scope, name).await?.into_iter().collect(), None)
     } else {
         let after = PageParams { limit: None, cursor: q.cursor.clone() }
             .after::<(CursorTime, String)>()?
             .map(|(at, name)| (at.0, name));
-        let rows = read::list_tickets(&app.pool, &reader.scope, &filter, after, PAGE + 1).await?;
+        let rows = read::list_tickets(app.read_pool(), &reader.scope, &filter, after, PAGE + 1).await?;
         let page = Page::from_rows(rows, PAGE, |r| (CursorTime(r.first_seen_at), r.name.0.clone()), |r| r);
         (page.items, page.next_cursor)
     };
@@ -201,14 +201,14 @@ pub async fn one(
 ) -> Result<Response, UiError> {
     let q: TicketPageQuery = query(&uri)?;
     let ticket =
-        read::get_ticket(&app.pool, &reader.scope, &name).await?.ok_or(crate::http::error::ApiError::NotFound)?;
+        read::get_ticket(app.read_pool(), &reader.scope, &name).await?.ok_or(crate::http::error::ApiError::NotFound)?;
     let start = PageParams { limit: None, cursor: q.cursor.clone() }.after::<(i64, i32)>()?.unwrap_or((0, -1));
     // Pages of FETCH, up to MAX_ENTRIES and one more (which only says there is more).
     let mut rows: Vec<TimelineRecord> = Vec::new();
     let mut after = start;
     loop {
         let want = (MAX_ENTRIES + 1 - rows.len() as i64).min(FETCH);
-        let got = read::timeline(&app.pool, &name, after, want).await?;
+        let got = read::timeline(app.read_pool(), &name, after, want).await?;
         let n = got.len() as i64;
         if let Some(last) = got.last() {
             after = (last.seq, last.position);
@@ -221,7 +221,7 @@ pub async fn one(
     let page = Page::from_rows(rows, MAX_ENTRIES, |r| (r.seq, r.position), |r| r);
     let keys: Vec<(i64, i32)> =
         page.items.iter().filter(|r| r.kind.starts_with("command_")).map(|r| (r.seq, r.position)).collect();
-    let classes = read::command_classes(&app.pool, &keys).await?;
+    let classes = read::command_classes(app.read_pool(), &keys).await?;
     let href = ticket_href(&ticket.name.0);
     // The stream resumes after the last entry shown: nothing recorded since the page was read is lost.
     let last = page.items.last().map(|r| format!("{}.{}", r.seq, r.position));

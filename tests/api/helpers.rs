@@ -65,9 +65,14 @@ fn server() -> &'static Server {
     })
 }
 
+/// How to reach the run's test server as its superuser (the `postgres` database), e.g. to copy it.
+pub fn server_options() -> PgConnectOptions {
+    server().admin.clone()
+}
+
 /// A URL for child processes to reach `options` over its Unix socket (the test cluster's paths
 /// hold nothing that needs percent-encoding).
-fn socket_url(options: &PgConnectOptions) -> String {
+pub fn socket_url(options: &PgConnectOptions) -> String {
     let socket = options.get_socket().expect("a socket directory");
     format!(
         "postgres://{}@localhost/{}?host={}&port={}",

@@ -1,7 +1,9 @@
 -- One batch, one statement: the new deliveries, their projection (events, messages, commands,
--- the tickets as folded by the domain, refused tenant claims), and the ledger head. One round
--- trip instead of seven. Each table's binds come from its own columns struct in batch.rs, in the
--- order named here. `reproject` runs it with no deliveries and a null head ($55): the projection alone.
+-- the tickets as folded by the domain, refused tenant claims), and the tree's new hashes. One
+-- round trip instead of seven. The ledger head moves after it, by compare-and-swap (batch.rs),
+-- so that this, the expensive part, runs while the batch before commits. Each table's binds
+-- come from its own columns struct in batch.rs, in the order named here. `reproject` runs it
+-- with no deliveries and no hashes: the projection alone.
 WITH new_deliveries AS (
     INSERT INTO deliveries (seq, received_at, dedup_key, key_source, body, body_sha256, action, status_code,
                             headers, normalize_error, hash, recorded_at, unprojected)
@@ -41,8 +43,6 @@ WITH new_deliveries AS (
 ), new_anomalies AS (
     INSERT INTO ticket_anomalies (seq, position, ticket_name, kind, owner_tenant, claimed_tenant, recorded_at)
     SELECT * FROM UNNEST($48::bigint[], $49::int[], $50::text[], $51::text[], $52::text[], $53::text[], $54::timestamptz[])
-), new_tree_hashes AS (
-    -- The verifiable log's stored hashes for the new deliveries' leaves (store/tree.rs).
-    INSERT INTO tree_hashes (index, hash) SELECT * FROM UNNEST($58::bigint[], $59::bytea[])
 )
-UPDATE ledger_head SET seq = $55, hash = $56, at = $57 WHERE $55::bigint IS NOT NULL
+-- The verifiable log's stored hashes for the new deliveries' leaves (store/tree.rs).
+INSERT INTO tree_hashes (index, hash) SELECT * FROM UNNEST($55::bigint[], $56::bytea[])
