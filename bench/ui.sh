@@ -52,6 +52,7 @@ cleanup() {
     [ "$KEEP" = 1 ] || psql_q "$ADMIN/postgres" "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 store=$OUT/store-$COMMANDS-$TICKETS.ndjson
 if [ ! -s "$store" ]; then
