@@ -6,6 +6,7 @@
 //! - [`cli`]: the commands of the binary, one file each;
 //! - [`serve()`]: start-up and shutdown of the service;
 //! - [`http`]: the HTTP surface (ingest, read API, health, metrics);
+//! - [`ui`]: the web page at `/ui`, server-rendered over the read API's store functions;
 //! - [`ingest`]: from received bytes to a delivery ready to store;
 //! - [`domain`]: pure rules (parsing, normalizing, the chain, the Merkle tree, checkpoints), no I/O;
 //! - [`checkpointing`]: the log's signing key and the task that signs checkpoints;
@@ -26,6 +27,7 @@ pub mod reports;
 mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 
 pub use serve::{migrate, serve};
 

@@ -102,6 +102,11 @@ pub async fn serve(
         batch_max = settings.write_batch_max,
         "listening"
     );
+    // The address a browser can open: a wildcard bind is reached on the loopback address.
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
+    let host = if local.is_ipv6() && !local.ip().is_unspecified() { format!("[{host}]") } else { host };
+    tracing::info!(url = %format!("http://{host}:{}/ui", local.port()), "the web page");
     crate::http::metrics::handle();
     let app = crate::http::router(
         state,

@@ -1,9 +1,10 @@
-//! Who may send and who may read: Standard Webhooks signatures, bearer tokens, tenant-bound API tokens.
+//! Who may send and who may read: Standard Webhooks signatures, bearer tokens, tenant-bound API
+//! tokens, and the web page's signed session cookies (which stand for one of those tokens).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
-use base64::engine::general_purpose::STANDARD as B64;
+use axum::http::{HeaderMap, Method};
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
@@ -175,14 +176,27 @@ impl TokenDigest {
 
 /// `API_TOKENS`: who may read, and which tenant each token is bound to.
 pub enum ApiAuth {
-    Tokens(Vec<(TokenDigest, Option<String>)>),
+    Tokens(TokenSet),
     Open,
 }
+
+/// The configured tokens (as digests, with their tenants) and the key that signs sessions.
+pub struct TokenSet {
+    entries: Vec<(TokenDigest, Option<String>)>,
+    session_key: [u8; 32],
+}
+
+/// The session cookie's name. Not `__Host-`: that prefix needs `Secure`, and a page served over
+/// plain HTTP on a laptop must still work.
+pub const SESSION_COOKIE: &str = "ta_session";
+
+/// How long a session lasts after sign-in.
+pub const SESSION_SECS: i64 = 12 * 3600;
 
 impl ApiAuth {
     pub fn from_settings(tokens: Option<&Secret>) -> Result<Self, AuthConfigError> {
         let Some(tokens) = tokens.filter(|t| !t.expose_secret().trim().is_empty()) else { return Ok(ApiAuth::Open) };
-        let entries = tokens
+        let entries: Vec<(TokenDigest, Option<String>)> = tokens
             .expose_secret()
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|e| !e.is_empty())
@@ -198,40 +212,175 @@ impl ApiAuth {
                 Ok((TokenDigest::of(token), tenant))
             })
             .collect::<Result<_, _>>()?;
-        Ok(ApiAuth::Tokens(entries))
+        let session_key = session_key(&entries);
+        Ok(ApiAuth::Tokens(TokenSet { entries, session_key }))
     }
 
     pub fn is_open(&self) -> bool {
         matches!(self, ApiAuth::Open)
     }
 
+    /// The reader of a request by its bearer token alone.
     pub fn scope(&self, headers: &HeaderMap) -> Result<Scope, ApiError> {
-        let ApiAuth::Tokens(entries) = self else { return Ok(Scope::All) };
+        let ApiAuth::Tokens(set) = self else { return Ok(Scope::All) };
         let presented = bearer(headers).ok_or(ApiError::Unauthorized("missing Authorization: Bearer token"))?;
-        let digest = TokenDigest::of(presented);
-        let mut found: Option<&Option<String>> = None;
-        for (known, tenant) in entries {
-            // Look at every entry, so the time taken does not depend on which one matched.
-            if bool::from(known.0.ct_eq(&digest.0)) {
-                found = Some(tenant);
+        set.scope_of(presented).ok_or(ApiError::Unauthorized("invalid bearer token"))
+    }
+
+    /// The reader of a request: its bearer token when it has one; else, for GET and HEAD only,
+    /// the web page's session cookie. A state-changing request never rides on the cookie, so a
+    /// cookie cannot be turned against an API endpoint by another site (the page's own forms
+    /// check their origin and a form token, then call `session_scope`).
+    pub fn reader(&self, parts: &Parts) -> Result<Scope, ApiError> {
+        let ApiAuth::Tokens(set) = self else { return Ok(Scope::All) };
+        let safe = parts.method == Method::GET || parts.method == Method::HEAD;
+        if bearer(&parts.headers).is_none() && safe {
+            if let Some(cookie) = session_cookie(&parts.headers) {
+                return set
+                    .session(cookie, now_unix())
+                    .ok_or(ApiError::Unauthorized("the session has expired or is not valid: sign in again"));
             }
         }
-        match found {
-            Some(Some(tenant)) => Ok(Scope::Tenant(tenant.clone())),
-            Some(None) => Ok(Scope::All),
-            None => Err(ApiError::Unauthorized("invalid bearer token")),
+        self.scope(&parts.headers)
+    }
+
+    /// The reader a session cookie stands for (`None`: no valid session). Open mode has no
+    /// sessions: everyone reads everything.
+    pub fn session_scope(&self, headers: &HeaderMap) -> Option<Scope> {
+        match self {
+            ApiAuth::Open => Some(Scope::All),
+            ApiAuth::Tokens(set) => set.session(session_cookie(headers)?, now_unix()),
         }
+    }
+
+    /// Signs in with a token: the scope it gives and the cookie value that stands for it, valid
+    /// for SESSION_SECS. `None` for a token that is not configured (or in open mode).
+    pub fn sign_in(&self, token: &str) -> Option<(Scope, String)> {
+        let ApiAuth::Tokens(set) = self else { return None };
+        let scope = set.scope_of(token.trim())?;
+        Some((scope, set.issue(&TokenDigest::of(token.trim()), now_unix() + SESSION_SECS)))
+    }
+
+    /// A value bound to the session (and to `purpose`) that a form carries back, so that a
+    /// state-changing request proves it came from a page this session was shown. In open mode,
+    /// bound to a fixed key: the origin check is then what stands against other sites.
+    pub fn form_token(&self, headers: &HeaderMap, purpose: &str) -> String {
+        let (key, cookie) = match self {
+            ApiAuth::Open => (&[0u8; 32], ""),
+            ApiAuth::Tokens(set) => (&set.session_key, session_cookie(headers).unwrap_or("")),
+        };
+        B64URL.encode(mac(key, &[b"form\0", purpose.as_bytes(), b"\0", cookie.as_bytes()]))
+    }
+
+    /// Whether a form's token is the one `form_token` gives for this request (constant time).
+    pub fn check_form_token(&self, headers: &HeaderMap, purpose: &str, presented: &str) -> bool {
+        self.form_token(headers, purpose).as_bytes().ct_eq(presented.as_bytes()).into()
     }
 }
 
-/// The reader of an API request, as an extractor: every read handler takes one.
+impl TokenSet {
+    /// The scope a token gives, looking at every entry so the time does not say which matched.
+    fn scope_of(&self, presented: &str) -> Option<Scope> {
+        self.scope_of_digest(|known| bool::from(known.0.ct_eq(&TokenDigest::of(presented).0)))
+    }
+
+    fn scope_of_digest(&self, matches: impl Fn(&TokenDigest) -> bool) -> Option<Scope> {
+        let mut found: Option<&Option<String>> = None;
+        for (known, tenant) in &self.entries {
+            if matches(known) {
+                found = Some(tenant);
+            }
+        }
+        found.map(|t| t.clone().map_or(Scope::All, Scope::Tenant))
+    }
+
+    /// Which token a session stands for, without saying it: a MAC of its digest under the key.
+    fn fingerprint(&self, digest: &TokenDigest) -> String {
+        hex::encode(&mac(&self.session_key, &[b"token\0", &digest.0])[..16])
+    }
+
+    /// `v1.<expiry>.<fingerprint>.<mac>`.
+    fn issue(&self, digest: &TokenDigest, expires: i64) -> String {
+        let body = format!("v1.{expires}.{}", self.fingerprint(digest));
+        let tag = B64URL.encode(mac(&self.session_key, &[b"session\0", body.as_bytes()]));
+        format!("{body}.{tag}")
+    }
+
+    /// The scope of a session cookie, if it is ours, unexpired, and for a token still configured.
+    fn session(&self, cookie: &str, now: i64) -> Option<Scope> {
+        let (body, tag) = cookie.rsplit_once('.')?;
+        let expected = B64URL.encode(mac(&self.session_key, &[b"session\0", body.as_bytes()]));
+        if !bool::from(expected.as_bytes().ct_eq(tag.as_bytes())) {
+            return None;
+        }
+        let mut parts = body.split('.');
+        let (Some("v1"), Some(expires), Some(fp), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        if expires.parse::<i64>().ok()? <= now {
+            return None;
+        }
+        self.scope_of_digest(|known| bool::from(self.fingerprint(known).as_bytes().ct_eq(fp.as_bytes())))
+    }
+}
+
+/// The session signing key: HMAC-SHA256 over a label and the whole token set (digests and
+/// tenants, in a fixed order). Every instance with the same API_TOKENS derives the same key, so
+/// sessions work across instances with no new setting; changing the tokens ends every session;
+/// and it takes every token's digest, the admin's included, so a tenant token's holder cannot
+/// compute it.
+fn session_key(entries: &[(TokenDigest, Option<String>)]) -> [u8; 32] {
+    let mut sorted: Vec<&(TokenDigest, Option<String>)> = entries.iter().collect();
+    sorted.sort_by(|a, b| (a.0 .0, &a.1).cmp(&(b.0 .0, &b.1)));
+    let mut m = Hmac::<Sha256>::new_from_slice(b"ticket-audit web session key v1").expect("any key length");
+    for (digest, tenant) in sorted {
+        m.update(&digest.0);
+        match tenant {
+            None => m.update(&[0]),
+            Some(t) => {
+                m.update(&[1]);
+                m.update(&(t.len() as u64).to_be_bytes());
+                m.update(t.as_bytes());
+            }
+        }
+    }
+    m.finalize().into_bytes().into()
+}
+
+fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The session cookie's value from the request's `Cookie` headers, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// The reader of an API request, as an extractor: every read handler takes one. A bearer token,
+/// or (GET and HEAD) the web page's session cookie.
 pub struct Reader(pub Scope);
 
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        state.api_auth.scope(&parts.headers).map(Reader)
+        state.api_auth.reader(parts).map(Reader)
     }
 }
 
@@ -242,7 +391,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match state.api_auth.scope(&parts.headers)? {
+        match state.api_auth.reader(parts)? {
             Scope::All => Ok(Admin),
             // As if it did not exist, like everything else a tenant may not see.
             Scope::Tenant(_) => Err(ApiError::NotFound),
@@ -319,5 +468,51 @@ mod tests {
         assert_eq!(auth.scope(&headers("t1")).unwrap(), Scope::Tenant("tenant-a".into()));
         assert!(auth.scope(&headers("t")).is_err());
         assert!(auth.scope(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn sessions_stand_for_their_token_and_nothing_else() {
+        let auth = ApiAuth::from_settings(Some(&Secret::from("admin, t1=tenant-a"))).unwrap();
+        let ApiAuth::Tokens(set) = &auth else { panic!("tokens") };
+        let (scope, cookie) = auth.sign_in("t1").unwrap();
+        assert_eq!(scope, Scope::Tenant("tenant-a".into()));
+        assert_eq!(set.session(&cookie, now_unix()), Some(Scope::Tenant("tenant-a".into())));
+        let (_, admin) = auth.sign_in(" admin ").unwrap();
+        assert_eq!(set.session(&admin, now_unix()), Some(Scope::All));
+        assert!(auth.sign_in("nope").is_none());
+        // Expired, tampered with, or from another token set: refused.
+        assert_eq!(set.session(&cookie, now_unix() + SESSION_SECS + 1), None);
+        let forged = cookie.replacen(&cookie[3..13], "9999999999", 1);
+        assert_eq!(set.session(&forged, now_unix()), None);
+        let rotated = ApiAuth::from_settings(Some(&Secret::from("admin2, t1=tenant-a"))).unwrap();
+        let ApiAuth::Tokens(rotated) = &rotated else { panic!("tokens") };
+        assert_eq!(rotated.session(&cookie, now_unix()), None, "rotating tokens ends sessions");
+        // A tenant token's holder, knowing only its own token, cannot derive the key.
+        let alone = ApiAuth::from_settings(Some(&Secret::from("t1=tenant-a"))).unwrap();
+        let ApiAuth::Tokens(alone) = &alone else { panic!("tokens") };
+        let guess = alone.issue(&TokenDigest::of("admin"), now_unix() + 60);
+        assert_eq!(set.session(&guess, now_unix()), None);
+    }
+
+    #[test]
+    fn the_cookie_reads_only_on_safe_methods() {
+        let auth = ApiAuth::from_settings(Some(&Secret::from("admin"))).unwrap();
+        let (_, cookie) = auth.sign_in("admin").unwrap();
+        let parts = |method: &str, cookie: &str| {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .header("cookie", format!("other=1; {SESSION_COOKIE}={cookie}"))
+                .body(())
+                .unwrap();
+            req.into_parts().0
+        };
+        assert_eq!(auth.reader(&parts("GET", &cookie)).unwrap(), Scope::All);
+        assert!(auth.reader(&parts("POST", &cookie)).is_err());
+        assert!(auth.reader(&parts("GET", "v1.1.2.3")).is_err());
+        let headers = parts("GET", &cookie).headers;
+        let t = auth.form_token(&headers, "sign-out");
+        assert!(auth.check_form_token(&headers, "sign-out", &t));
+        assert!(!auth.check_form_token(&headers, "verify", &t));
+        assert!(!auth.check_form_token(&HeaderMap::new(), "sign-out", &t));
     }
 }

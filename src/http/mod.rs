@@ -135,6 +135,7 @@ pub fn router(state: AppState, request_timeout: Duration, max_concurrent: usize)
     let doc = std::sync::Arc::new(doc);
     routes
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .merge(crate::ui::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), min_seq::wait))
         .route_layer(middleware::from_fn(metrics::track))
         .route_layer(middleware::from_fn(record_route))

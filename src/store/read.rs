@@ -205,10 +205,39 @@ pub fn list_commands_query(
     after: Option<(i64, i32)>,
     limit: i64,
 ) -> Built {
-    let mut q = select(
-        "SELECT c.seq, c.position, c.ticket_name, t.tenant_id, t.agent_name, t.agent_id, c.command, c.result, \
-         c.executed, c.recorded_at FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name",
-    );
+    commands_query(scope, f, None, ascending, after, limit)
+}
+
+fn commands_query(
+    scope: &Scope,
+    f: &CommandFilter,
+    classes: Option<&ClassFilter>,
+    ascending: bool,
+    after: Option<(i64, i32)>,
+    limit: i64,
+) -> Built {
+    const COLUMNS: &str = "SELECT c.seq, c.position, c.ticket_name, t.tenant_id, t.agent_name, t.agent_id, \
+         c.command, c.result, c.executed, c.recorded_at";
+    let mut q = match classes {
+        None => select(&format!("{COLUMNS} FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name")),
+        Some(_) => select(&format!(
+            "{COLUMNS}, {OUTCOME} AS outcome, {RISK} AS risk, reporting.is_failure({OUTCOME}) AS failed \
+             FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name {CLASS_JOIN}"
+        )),
+    };
+    if let Some(k) = classes {
+        and_eq(&mut q, &format!("({OUTCOME})"), k.outcome.as_deref().map(PgText::from));
+        match k.risk.as_deref() {
+            None => {}
+            Some(RISKY) => {
+                q.push(format_args!(" AND ({RISK}) IS NOT NULL"));
+            }
+            Some(NOT_RISKY) => {
+                q.push(format_args!(" AND ({RISK}) IS NULL"));
+            }
+            Some(class) => and_eq(&mut q, &format!("({RISK})"), Some(PgText::from(class))),
+        }
+    }
     and_tenant(&mut q, "t.tenant_id", scope, f.tenant_id.as_deref());
     and_eq(&mut q, "t.agent_name", f.agent_name.as_deref().map(PgText::from));
     and_eq(&mut q, "c.ticket_name", f.ticket.as_deref().map(PgText::from));
@@ -225,6 +254,94 @@ pub fn list_commands_query(
     }
     q.push(format_args!(" ORDER BY c.seq {dir}, c.position {dir} LIMIT ")).push_bind(limit);
     q
+}
+
+// ---------------------------------------------------------------- classification
+
+// The reporting rules' values (outcome and risk, V3__reporting.sql) of a command `c`, as
+// reporting.commands gives them: stored in reporting.command_class once the classifier has reached
+// the command, computed by the rules' own functions before that. Every command at or below the
+// classifier's watermark is in command_class and none above it, so in one snapshot a missing
+// row means "not classified yet". The rules themselves live in SQL only.
+const CLASS_JOIN: &str = "LEFT JOIN reporting.command_class k ON k.seq = c.seq AND k.position = c.position";
+const OUTCOME: &str = "CASE WHEN k.seq IS NULL THEN reporting.command_outcome(c.executed, c.result) ELSE k.outcome END";
+const RISK: &str = "CASE WHEN k.seq IS NULL THEN reporting.command_risk(c.command) ELSE k.risk END";
+
+/// `risk` filter values beyond the rule's classes: any class, or none.
+pub const RISKY: &str = "any";
+pub const NOT_RISKY: &str = "none";
+
+/// Filters on the reporting rules' values: an outcome class (`ok`, `error`, ...) and a risk class
+/// (`destroy`, ..., or RISKY / NOT_RISKY).
+#[derive(Debug, Default, Clone)]
+pub struct ClassFilter {
+    pub outcome: Option<String>,
+    pub risk: Option<String>,
+}
+
+/// The rules' values of one command.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommandClass {
+    /// not_executed, unknown, timeout, denied, not_found, error or ok.
+    pub outcome: String,
+    /// destroy, delete, terminate, permissions, secrets, or None when not risky.
+    pub risk: Option<String>,
+    /// The reports' "failed" (reporting.is_failure).
+    pub failed: bool,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClassifiedCommand {
+    #[sqlx(flatten)]
+    pub command: CommandRecord,
+    #[sqlx(flatten)]
+    pub class: CommandClass,
+}
+
+/// Commands as `list_commands` reads them, with their classification, and filtered on it too.
+pub async fn list_classified_commands(
+    pool: &PgPool,
+    scope: &Scope,
+    f: &CommandFilter,
+    classes: &ClassFilter,
+    ascending: bool,
+    after: Option<(i64, i32)>,
+    limit: i64,
+) -> Result<Vec<ClassifiedCommand>, sqlx::Error> {
+    list_classified_commands_query(scope, f, classes, ascending, after, limit).build_query_as().fetch_all(pool).await
+}
+
+pub fn list_classified_commands_query(
+    scope: &Scope,
+    f: &CommandFilter,
+    classes: &ClassFilter,
+    ascending: bool,
+    after: Option<(i64, i32)>,
+    limit: i64,
+) -> Built {
+    commands_query(scope, f, Some(classes), ascending, after, limit)
+}
+
+/// The classification of the given commands (by (seq, position)), for a page that already has
+/// them; commands not found are left out.
+pub async fn command_classes(
+    pool: &PgPool,
+    keys: &[(i64, i32)],
+) -> Result<std::collections::HashMap<(i64, i32), CommandClass>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let (seqs, positions): (Vec<i64>, Vec<i32>) = keys.iter().copied().unzip();
+    let rows: Vec<(i64, i32, String, Option<String>, bool)> = sqlx::query_as(&format!(
+        "SELECT c.seq, c.position, {OUTCOME}, {RISK}, reporting.is_failure({OUTCOME}) \
+         FROM unnest($1::bigint[], $2::int[]) AS w(seq, position) \
+         JOIN commands c ON c.seq = w.seq AND c.position = w.position {CLASS_JOIN}"
+    ))
+    .bind(seqs)
+    .bind(positions)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(s, p, outcome, risk, failed)| ((s, p), CommandClass { outcome, risk, failed })).collect())
 }
 
 // ---------------------------------------------------------------- deliveries

@@ -4,6 +4,7 @@ mod helpers;
 
 mod archive;
 mod auth;
+mod browser;
 mod cli;
 mod columns;
 mod connections;
@@ -29,4 +30,5 @@ mod reports;
 mod resilience;
 mod secrets;
 mod tenancy;
+mod ui;
 mod verifiable;
