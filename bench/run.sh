@@ -20,6 +20,7 @@
 #   --keep                     keep the databases
 #   --baseline BIN             ingest: also run another build of ticket-audit (e.g. main's, from a
 #                              git worktree) in the same run, interleaved, and print the ratio
+#   --service BIN              ingest: this build instead of building the checkout's
 #   --collate C                create the databases with this LC_COLLATE (the private cluster uses C;
 #                              a server whose default is C.UTF-8 or en_US compares text by locale)
 set -euo pipefail
@@ -41,6 +42,7 @@ OUT=""
 KEEP=0
 BASELINE=""
 COLLATE=""
+SERVICE_BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         ingest | reads | all) PART=$1 ;;
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1 ;;
         --baseline) BASELINE=$(realpath "$2"); shift ;;
         --collate) COLLATE=$2; shift ;;
+        --service) SERVICE_BIN=$(realpath "$2"); shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -68,7 +71,7 @@ done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$CARGO_TARGET_DIR/bench}
 mkdir -p "$OUT"
-SERVICE=$CARGO_TARGET_DIR/release/ticket-audit
+SERVICE=${SERVICE_BIN:-$CARGO_TARGET_DIR/release/ticket-audit}
 LOADGEN=$CARGO_TARGET_DIR/release/ticket-audit-bench
 SECRET="whsec_$(printf 'ticket-audit benchmark secret!!!' | base64)"
 TOKEN=bench-read-token
@@ -206,7 +209,7 @@ unwatch_rss() {
 say "building release binaries (ticket-audit, ticket-audit-bench)"
 # Two invocations: built together, cargo would unify their features (hyper's client into the
 # service), giving a service binary that differs from the one `cargo build --release` makes.
-cargo build --release --locked -p ticket-audit --bin ticket-audit >&2
+[ -n "$SERVICE_BIN" ] || cargo build --release --locked -p ticket-audit --bin ticket-audit >&2
 cargo build --release --locked -p ticket-audit-bench >&2
 
 machine() {
