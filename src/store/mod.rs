@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod read;
 pub mod report;
 pub mod reproject;
+pub mod stream;
 pub mod text;
 pub mod tree;
 pub mod writer;

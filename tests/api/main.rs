@@ -23,5 +23,6 @@ mod reads;
 mod reports;
 mod resilience;
 mod secrets;
+mod stream;
 mod tenancy;
 mod verifiable;
