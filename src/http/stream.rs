@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -62,9 +63,22 @@ struct Tailed<M> {
     prev: Key,
     key: Key,
     meta: M,
-    /// The event's data; `None` for an item over [`INLINE_MAX`].
-    json: Option<Arc<str>>,
+    /// The event as sent, made once for every stream; `None` for an item over [`INLINE_MAX`].
+    sse: Option<Bytes>,
 }
+
+/// What the tail broadcasts: the items of one read, in order (one wake-up per stream per read,
+/// not per item).
+type Page<M> = Arc<Vec<Tailed<M>>>;
+
+/// One event, as Server-Sent Events writes it. The data is JSON as serde_json writes it, on one
+/// line: it escapes every control character, line breaks included.
+fn sse(event: &str, key: Key, json: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\nid: {}.{}\ndata: {json}\n\n", key.0, key.1))
+}
+
+/// A keep-alive: a comment line.
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
 /// What a command stream filters on.
 struct CommandMeta {
@@ -78,9 +92,9 @@ struct CommandMeta {
 
 /// The live tail of this process: the broadcasts, and what ends every stream at shutdown.
 pub struct Hub {
-    commands: broadcast::Sender<Arc<Tailed<CommandMeta>>>,
+    commands: broadcast::Sender<Page<CommandMeta>>,
     /// Timeline entries, with the ticket each belongs to.
-    entries: broadcast::Sender<Arc<Tailed<String>>>,
+    entries: broadcast::Sender<Page<String>>,
     stop: CancellationToken,
     keep_alive: Duration,
     /// True once the tail knows where it starts.
@@ -118,7 +132,7 @@ impl Hub {
 
 /// A kind of item the tail reads and broadcasts.
 struct Walk<M> {
-    tx: broadcast::Sender<Arc<Tailed<M>>>,
+    tx: broadcast::Sender<Page<M>>,
     /// Where the walk is: the last key read, or where it skipped to.
     cursor: Key,
     /// Every item up to this seq has been read (or skipped while nobody listened).
@@ -127,17 +141,13 @@ struct Walk<M> {
 
 impl<M> Walk<M> {
     /// A walk that starts after `head`, a seq known committed.
-    fn new(tx: broadcast::Sender<Arc<Tailed<M>>>, head: i64) -> Self {
+    fn new(tx: broadcast::Sender<Page<M>>, head: i64) -> Self {
         Walk { tx, cursor: (head, i32::MAX), seen: head }
     }
 
     /// Reads and broadcasts everything up to `head` (a seq known committed), in pages.
-    async fn advance<R, F>(
-        &mut self,
-        head: i64,
-        read: impl Fn(Key) -> F,
-        item: impl Fn(R) -> (Key, M, Option<Arc<str>>),
-    ) where
+    async fn advance<R, F>(&mut self, head: i64, read: impl Fn(Key) -> F, item: impl Fn(R) -> (Key, M, Option<Bytes>))
+    where
         F: Future<Output = Result<Vec<R>, sqlx::Error>>,
     {
         if head <= self.seen {
@@ -162,10 +172,14 @@ impl<M> Walk<M> {
                 }
             };
             let full = rows.len() as i64 == TAIL_PAGE;
+            let mut page = Vec::with_capacity(rows.len());
             for row in rows {
-                let (key, meta, json) = item(row);
-                let _ = self.tx.send(Arc::new(Tailed { prev: cursor, key, meta, json }));
+                let (key, meta, sse) = item(row);
+                page.push(Tailed { prev: cursor, key, meta, sse });
                 cursor = key;
+            }
+            if !page.is_empty() {
+                let _ = self.tx.send(Arc::new(page));
             }
             self.cursor = cursor;
             if !full {
@@ -176,8 +190,8 @@ impl<M> Walk<M> {
     }
 }
 
-fn inline(json: String) -> Option<Arc<str>> {
-    (json.len() <= INLINE_MAX).then(|| Arc::from(json))
+fn inline(event: Bytes) -> Option<Bytes> {
+    (event.len() <= INLINE_MAX).then_some(event)
 }
 
 async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, ready: watch::Sender<bool>) {
@@ -236,15 +250,16 @@ async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, 
                 };
                 let key = (r.seq, r.position);
                 let command = r.command.0.clone();
-                let json = inline(json(&Command::from(r)));
-                (key, CommandMeta { command: json.as_ref().map(|_| command), ..meta }, json)
+                let event = inline(sse(Commands::EVENT, key, &json(&Command::from(r))));
+                (key, CommandMeta { command: event.as_ref().map(|_| command), ..meta }, event)
             })
             .await;
         let read_entries = |after| store::stream::entries(&pool, after, TAIL_PAGE);
         entries
             .advance(head, read_entries, |r| {
                 let key = (r.entry.seq, r.entry.position);
-                (key, String::from(r.ticket_name), inline(json(&TimelineEntry::from(r.entry))))
+                let event = sse(Ticket::EVENT, key, &json(&TimelineEntry::from(r.entry)));
+                (key, String::from(r.ticket_name), inline(event))
             })
             .await;
     }
@@ -270,7 +285,7 @@ trait Source: Send + Sync + 'static {
         pool: &PgPool,
         after: Key,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<(Key, Arc<str>)>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Key, Bytes)>, sqlx::Error>> + Send;
 }
 
 struct Commands {
@@ -294,9 +309,15 @@ impl Source for Commands {
         self.filter.admits(&self.scope, &fields)
     }
 
-    async fn page(&self, pool: &PgPool, after: Key, limit: i64) -> Result<Vec<(Key, Arc<str>)>, sqlx::Error> {
+    async fn page(&self, pool: &PgPool, after: Key, limit: i64) -> Result<Vec<(Key, Bytes)>, sqlx::Error> {
         let rows = store::stream::executed_commands(pool, &self.scope, &self.filter, after, limit).await?;
-        Ok(rows.into_iter().map(|r| ((r.seq, r.position), Arc::from(json(&Command::from(r))))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = (r.seq, r.position);
+                (key, sse(Self::EVENT, key, &json(&Command::from(r))))
+            })
+            .collect())
     }
 }
 
@@ -312,30 +333,39 @@ impl Source for Ticket {
         *ticket == self.name
     }
 
-    async fn page(&self, pool: &PgPool, after: Key, limit: i64) -> Result<Vec<(Key, Arc<str>)>, sqlx::Error> {
+    async fn page(&self, pool: &PgPool, after: Key, limit: i64) -> Result<Vec<(Key, Bytes)>, sqlx::Error> {
         let rows = store::read::timeline(pool, &self.name, after, limit).await?;
-        Ok(rows.into_iter().map(|r| ((r.seq, r.position), Arc::from(json(&TimelineEntry::from(r))))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = (r.seq, r.position);
+                (key, sse(Self::EVENT, key, &json(&TimelineEntry::from(r))))
+            })
+            .collect())
     }
 }
 
 struct Connection<S: Source> {
     source: S,
     pool: PgPool,
-    rx: broadcast::Receiver<Arc<Tailed<S::Meta>>>,
+    rx: broadcast::Receiver<Page<S::Meta>>,
     /// Every item of this stream up to here has been sent, or is in `ready`.
     covered: Key,
     /// The database holds items after `covered` that the broadcast will not bring.
     behind: bool,
-    ready: VecDeque<(Key, Arc<str>)>,
+    ready: VecDeque<Bytes>,
     stop: CancellationToken,
+    keep_alive: Duration,
+    /// When the last thing was sent (a keep-alive is due `keep_alive` after it).
+    sent_at: tokio::time::Instant,
 }
 
 impl<S: Source> Connection<S> {
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+    async fn next(mut self) -> Option<(Bytes, Self)> {
         loop {
-            if let Some((key, json)) = self.ready.pop_front() {
-                let event = Event::default().event(S::EVENT).id(format!("{}.{}", key.0, key.1)).data(&*json);
-                return Some((Ok(event), self));
+            if let Some(event) = self.ready.pop_front() {
+                self.sent_at = tokio::time::Instant::now();
+                return Some((event, self));
             }
             if self.behind {
                 let catch_up = async {
@@ -357,9 +387,9 @@ impl<S: Source> Connection<S> {
                     },
                 };
                 let full = rows.len() as i64 == CATCH_UP_PAGE;
-                for (key, json) in rows {
+                for (key, event) in rows {
                     self.covered = key;
-                    self.ready.push_back((key, json));
+                    self.ready.push_back(event);
                 }
                 if !full {
                     self.covered = self.covered.max((head, i32::MAX));
@@ -371,27 +401,38 @@ impl<S: Source> Connection<S> {
                 biased;
                 () = self.stop.cancelled() => return None,
                 received = self.rx.recv() => received,
+                () = tokio::time::sleep_until(self.sent_at + self.keep_alive) => {
+                    self.sent_at = tokio::time::Instant::now();
+                    return Some((Bytes::from_static(KEEP_ALIVE_COMMENT), self));
+                }
             };
             match received {
-                Ok(item) => {
-                    if item.key <= self.covered {
-                        continue;
-                    }
-                    if item.prev > self.covered || (self.source.wants(&item.meta) && item.json.is_none()) {
-                        self.behind = true;
-                        continue;
-                    }
-                    self.covered = item.key;
-                    if let (true, Some(json)) = (self.source.wants(&item.meta), &item.json) {
-                        self.ready.push_back((item.key, json.clone()));
-                    }
-                }
+                Ok(page) => self.take(&page),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     metrics::counter!("ticket_audit_stream_lagged_total").increment(1);
                     tracing::debug!(missed, "a live tail stream fell behind: catching up from the database");
                     self.behind = true;
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Takes what this stream wants from a page, in order, until a gap: what follows it comes
+    /// from the database.
+    fn take(&mut self, page: &[Tailed<S::Meta>]) {
+        for item in page {
+            if item.key <= self.covered {
+                continue;
+            }
+            let wanted = self.source.wants(&item.meta);
+            if item.prev > self.covered || (wanted && item.sse.is_none()) {
+                self.behind = true;
+                return;
+            }
+            self.covered = item.key;
+            if let (true, Some(event)) = (wanted, &item.sse) {
+                self.ready.push_back(event.clone());
             }
         }
     }
@@ -493,7 +534,7 @@ pub async fn stream(
 async fn respond<S: Source>(
     app: &AppState,
     source: S,
-    rx: broadcast::Receiver<Arc<Tailed<S::Meta>>>,
+    rx: broadcast::Receiver<Page<S::Meta>>,
     from: Option<Key>,
 ) -> Result<Response, ApiError> {
     let (covered, behind) = match from {
@@ -508,12 +549,19 @@ async fn respond<S: Source>(
         behind,
         ready: VecDeque::new(),
         stop: app.stream.stop.clone(),
+        keep_alive: app.stream.keep_alive,
+        sent_at: tokio::time::Instant::now(),
     };
-    let events = futures_util::stream::unfold(connection, Connection::next);
-    let mut response = Sse::new(events).keep_alive(KeepAlive::new().interval(app.stream.keep_alive)).into_response();
-    // Proxies that buffer answers (nginx) would hold the events back.
-    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    // Each stream sends the bytes the tail made once (axum's Sse would format every event again
+    // for every stream), and its own keep-alives.
+    let events = futures_util::stream::unfold(connection, Connection::next).map(Ok::<_, Infallible>);
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        // Proxies that buffer answers (nginx) would hold the events back.
+        (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+    ];
+    Ok((headers, axum::body::Body::from_stream(events)).into_response())
 }
 
 #[cfg(test)]
