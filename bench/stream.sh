@@ -78,6 +78,8 @@ for _ in $(seq 1 300); do
     kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$OUT/service-stream.log" >&2; exit 1; }
     sleep 0.1
 done
+# CPU time (clock ticks) used so far by a process.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
 kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVICE_PID/status"; }
 
 say "warm-up: 2,000 deliveries"
@@ -88,9 +90,11 @@ rows=$OUT/stream-rows.jsonl
 for round in $(seq 1 "$ROUNDS"); do
     psql_q "$DB" "VACUUM ANALYZE"
     say "round $round: ingest with no stream open"
+    svc0=$(cpu_ticks "$SERVICE_PID")
     line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --id-prefix "r${round}none-" --label none --json)
-    echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(round=$round, streams=0); print(json.dumps(r))" >>"$rows"
+    svc1=$(cpu_ticks "$SERVICE_PID")
+    echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(round=$round, streams=0, service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
 
     say "round $round: opening $STREAMS streams ($STREAM_PATH)"
     rss_before=$(kb VmRSS)
@@ -103,23 +107,25 @@ for round in $(seq 1 "$ROUNDS"); do
     rss_open=$(kb VmRSS)
     echo 5 >"/proc/$SERVICE_PID/clear_refs" 2>/dev/null || true
     say "round $round: ingest with $(cat "$OUT/streams-ready") streams open"
+    svc0=$(cpu_ticks "$SERVICE_PID"); cli0=$(cpu_ticks "$STREAMS_PID")
     line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --id-prefix "r${round}open-" --label open --json)
+    svc1=$(cpu_ticks "$SERVICE_PID"); cli1=$(cpu_ticks "$STREAMS_PID")
     hwm=$(kb VmHWM)
     wait "$STREAMS_PID" || true
     STREAMS_PID=""
-    echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); s=json.load(open('$OUT/streams-$round.json')); r.update(round=$round, streams=s['opened'], stream_failed=s['failed'], stream_events=s['events'], rss_before_kb=$rss_before, rss_open_kb=$rss_open, hwm_kb=$hwm); print(json.dumps(r))" >>"$rows"
+    echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); s=json.load(open('$OUT/streams-$round.json')); r.update(round=$round, streams=s['opened'], stream_failed=s['failed'], stream_events=s['events'], rss_before_kb=$rss_before, rss_open_kb=$rss_open, hwm_kb=$hwm, service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), client_cpu_s=($cli1-$cli0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
 done
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); machine: $(nproc) cores; commit: $(git rev-parse --short HEAD)"
 echo "command: bench/stream.sh --streams $STREAMS --path $STREAM_PATH --concurrency $CONCURRENCY --duration $DURATION --rounds $ROUNDS"
 python3 - "$rows" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| round | streams open | deliveries/s | p99 ms | events read by the streams | VmRSS MB before / open idle / peak while ingesting |")
-print("|---:|---:|---:|---:|---:|---|")
+print("| round | streams open | deliveries/s | p99 ms | events read by the streams | service CPU s / stream client CPU s | VmRSS MB before / open idle / peak while ingesting |")
+print("|---:|---:|---:|---:|---:|---|---|")
 for r in rows:
     mem = f"{r['rss_before_kb']/1024:.1f} / {r['rss_open_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f}" if r["streams"] else ""
-    print(f"| {r['round']} | {r['streams']} | {r['deliveries_per_sec']:.0f} | {r['p99_ms']:.1f} | {r.get('stream_events', '')} | {mem} |")
+    print(f"| {r['round']} | {r['streams']} | {r['deliveries_per_sec']:.0f} | {r['p99_ms']:.1f} | {r.get('stream_events', '')} | {r['service_cpu_s']:.1f} / {r.get('client_cpu_s', 0):.1f} | {mem} |")
 none = [r["deliveries_per_sec"] for r in rows if r["streams"] == 0]
 open_ = [r for r in rows if r["streams"]]
 ratio = (sum(r["deliveries_per_sec"] for r in open_) / len(open_)) / (sum(none) / len(none))

@@ -50,6 +50,9 @@ const RING: usize = 1024;
 /// Largest item JSON broadcast; a larger one is announced without it and read from the database
 /// by the connections that want it, so the ring holds at most `RING * INLINE_MAX` bytes of JSON.
 const INLINE_MAX: usize = 16 * 1024;
+/// Least time between two reads of the tail: commits in between are read together, so each
+/// stream wakes (and writes) at most ten times a second however fast deliveries come.
+const COALESCE: Duration = Duration::from_millis(100);
 /// How often the tail looks at `ledger_head` for commits of other instances.
 const POLL: Duration = Duration::from_secs(1);
 /// How long a stream waits for the tail to start before it is refused (503).
@@ -262,6 +265,10 @@ async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, 
                 (key, String::from(r.ticket_name), inline(event))
             })
             .await;
+        tokio::select! {
+            () = hub.stop.cancelled() => return,
+            () = tokio::time::sleep(COALESCE) => {}
+        }
     }
 }
 
