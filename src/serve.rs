@@ -76,6 +76,10 @@ pub async fn serve(
     let stop_classifier = CancellationToken::new();
     let classifier = store::classify::spawn(pool.clone(), writer.activity(), stop_classifier.clone());
     let log_key = signer.verifier();
+    // Keep-alives well inside the idle timeout, which a stream's traffic keeps from expiring.
+    let keep_alive =
+        crate::http::stream::KEEP_ALIVE.min(Duration::from_secs(settings.keepalive_idle_timeout_secs.max(1)) / 2);
+    let (stream, tail) = crate::http::stream::Hub::start(pool.clone(), writer.committed(), keep_alive);
     let (stop_checkpoints, checkpoints_stop) = tokio::sync::watch::channel(false);
     let checkpointer = crate::checkpointing::spawn(
         pool.clone(),
@@ -95,6 +99,7 @@ pub async fn serve(
         max_body_bytes: settings.max_body_bytes,
         max_delivery_rows: settings.max_delivery_rows,
         log_key,
+        stream: stream.clone(),
     });
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -133,8 +138,11 @@ pub async fn serve(
     let limits = crate::http::server::Limits::from_settings(settings);
     crate::http::server::serve(listener, app, limits, async move {
         let _ = stopped.await;
+        // Open streams end now, so connections can close rather than wait out their grace.
+        stream.close();
     })
     .await?;
+    let _ = tail.await;
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
     // The classifier finishes its step and ends too, whatever becomes of the writer.
     stop_classifier.cancel();

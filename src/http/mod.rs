@@ -11,6 +11,7 @@ pub mod min_seq;
 pub mod pagination;
 pub mod proofs;
 pub mod server;
+pub mod stream;
 pub mod tickets;
 pub mod webhooks;
 
@@ -55,6 +56,8 @@ pub struct Inner {
     pub max_delivery_rows: usize,
     /// The verifier key of the log's checkpoints.
     pub log_key: crate::domain::checkpoint::Verifier,
+    /// The live tail (`GET /api/v1/stream`).
+    pub stream: Arc<stream::Hub>,
 }
 
 impl std::ops::Deref for AppState {
@@ -118,6 +121,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(proofs::inclusion))
         .routes(routes!(proofs::consistency))
         .routes(routes!(proofs::command_evidence))
+        .routes(routes!(stream::stream))
         // Tenant data: no cache may keep a copy, shared or private (the token that read it may
         // be revoked, and a shared cache could serve it to another tenant).
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));

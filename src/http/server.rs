@@ -158,11 +158,13 @@ async fn connection(
         let activity = activity.clone();
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let in_flight = activity.begin();
+            let activity = activity.clone();
             let app = app.clone();
             async move {
                 let res = app.oneshot(req.map(Body::new)).await;
                 drop(in_flight);
-                res
+                // A body still being sent (a live tail's events) is activity on the connection.
+                res.map(|r| r.map(|body| Touching { body, activity }))
             }
         })
     };
@@ -290,6 +292,46 @@ impl Activity {
                 () = changed => {}
             }
         }
+    }
+}
+
+/// A response body that counts each frame it gives as activity: a connection streaming an
+/// answer (Server-Sent Events, whose keep-alives come well within the idle timeout) is not
+/// idle, while one whose client stopped reading stops giving frames and is closed as idle.
+struct Touching {
+    body: Body,
+    activity: Arc<Activity>,
+}
+
+impl hyper::body::Body for Touching {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Activity {
+    /// Something was sent: the idle time counts from now.
+    fn touch(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.idle_since = Instant::now();
     }
 }
 

@@ -13,6 +13,7 @@ pub mod read;
 pub mod replica;
 pub mod report;
 pub mod reproject;
+pub mod stream;
 pub mod text;
 pub mod tree;
 pub mod writer;

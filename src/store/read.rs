@@ -342,6 +342,44 @@ pub async fn command_classes(
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|(s, p, outcome, risk, failed)| ((s, p), CommandClass { outcome, risk, failed })).collect())
+
+/// One command's fields that [`CommandFilter`] looks at, for deciding in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandFields<'a> {
+    pub tenant_id: Option<&'a str>,
+    pub agent_name: Option<&'a str>,
+    pub ticket: Option<&'a str>,
+    pub executed: bool,
+    pub recorded_at: OffsetDateTime,
+    /// `None` when the caller does not hold the text: `contains` is then left to the database.
+    pub command: Option<&'a str>,
+}
+
+impl CommandFilter {
+    /// Whether [`list_commands_query`] would select this command for `scope`: its conditions,
+    /// one for one, decided in memory (the live tail filters what it broadcasts with it; a test
+    /// holds the two to the same answers). Strings compare as stored: the escape of
+    /// [`super::text`] is one-to-one, and `contains` matches the stored forms as `strpos` does.
+    pub fn admits(&self, scope: &Scope, c: &CommandFields<'_>) -> bool {
+        let eq = |want: Option<&str>, have: Option<&str>| want.is_none_or(|w| have == Some(w));
+        let scoped = match scope {
+            Scope::All => true,
+            Scope::Tenant(t) => c.tenant_id == Some(t.as_str()),
+        };
+        scoped
+            && eq(self.tenant_id.as_deref(), c.tenant_id)
+            && eq(self.agent_name.as_deref(), c.agent_name)
+            && eq(self.ticket.as_deref(), c.ticket)
+            && self.executed.is_none_or(|e| e == c.executed)
+            && self.since.is_none_or(|t| c.recorded_at >= t)
+            && self.until.is_none_or(|t| c.recorded_at < t)
+            && match (&self.contains, c.command) {
+                (Some(needle), Some(command)) => {
+                    super::text::escape(command).contains(super::text::escape(needle).as_ref())
+                }
+                _ => true,
+            }
+    }
 }
 
 // ---------------------------------------------------------------- deliveries

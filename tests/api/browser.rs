@@ -193,9 +193,7 @@ async fn a_reader_signs_in_walks_to_a_ticket_filters_and_downloads_and_nothing_i
     b.stop().await;
 }
 
-/// Needs `GET /api/v1/stream` (branch `stream`); un-ignored when it lands on main.
 #[tokio::test]
-#[ignore = "needs GET /api/v1/stream from the stream branch"]
 async fn a_command_arrives_live_on_the_open_ticket_and_command_list() {
     let app = spawn_with(HttpSettings { api_tokens: secret("root"), ..settings() }).await;
     app.deliver(&add_ticket("LIVE-1", "t", "agent")).await;

@@ -193,6 +193,7 @@ async fn the_openapi_document_describes_the_real_routes() {
             "GET /api/v1/ledger/proof/consistency",
             "GET /api/v1/ledger/proof/inclusion",
             "GET /api/v1/ledger/verify",
+            "GET /api/v1/stream",
             "GET /api/v1/tickets",
             "GET /api/v1/tickets/{name}",
             "GET /api/v1/tickets/{name}/commands",

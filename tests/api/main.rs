@@ -29,6 +29,7 @@ mod replica;
 mod reports;
 mod resilience;
 mod secrets;
+mod stream;
 mod tenancy;
 mod ui;
 mod verifiable;

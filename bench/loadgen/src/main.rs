@@ -5,6 +5,7 @@ mod client;
 mod ingest;
 mod reads;
 mod report;
+mod streams;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Time a ticket's timeline and commands and filtered, deep pages of /api/v1/commands.
     Reads(reads::ReadsArgs),
+    /// Hold N live-tail streams open (GET /api/v1/stream) and count the events they read.
+    Streams(streams::StreamsArgs),
 }
 
 fn main() {
@@ -40,6 +43,7 @@ fn main() {
         match cli.command {
             Command::Ingest(args) => ingest::run(args).await,
             Command::Reads(args) => reads::run(args).await,
+            Command::Streams(args) => streams::run(args).await,
         }
     });
     if let Err(e) = result {

@@ -1,0 +1,600 @@
+//! `GET /api/v1/stream`: the live tail, as Server-Sent Events.
+//!
+//! One tail task per process reads what is new from the database once per hint (the writer's
+//! commits, and a poll of `ledger_head` each second for other instances' commits), one query per
+//! kind of item after its cursor, in bounded pages, and broadcasts each item, its JSON made once,
+//! with what connections filter on. Each connection filters the broadcast for its tenant, ticket
+//! or filters; it reads the database itself only to resume (`Last-Event-ID`), after falling behind
+//! the broadcast, or for an item too large to broadcast.
+//!
+//! Every broadcast item carries the key of the item the tail read before it (`prev`): no item
+//! lies between the two. A connection that has covered everything up to `prev` can take the
+//! item as it is; one that has not (it resumed from further back, lagged, or the tail skipped
+//! ahead while nobody listened) reads the gap from the database first. Nothing is lost or
+//! repeated however the broadcast and the connection interleave.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Reader;
+use super::error::{ApiError, ReadProblems};
+use super::tickets::{Command, TimelineEntry};
+use super::{AppState, Query};
+use crate::store::read::{CommandFields, CommandFilter};
+use crate::store::{self, Scope};
+
+/// An item's place in the record: (seq, position), as in its id `seq.position`.
+type Key = (i64, i32);
+
+/// Rows a connection reads per query while it catches up.
+const CATCH_UP_PAGE: i64 = 200;
+/// Rows the tail reads per query.
+const TAIL_PAGE: i64 = 500;
+/// Items the broadcast keeps for connections that are behind; past that they lag and catch up
+/// from the database.
+const RING: usize = 1024;
+/// Largest item JSON broadcast; a larger one is announced without it and read from the database
+/// by the connections that want it, so the ring holds at most `RING * INLINE_MAX` bytes of JSON.
+const INLINE_MAX: usize = 16 * 1024;
+/// Least time between two reads of the tail: commits in between are read together, so each
+/// stream wakes (and writes) at most ten times a second however fast deliveries come.
+const COALESCE: Duration = Duration::from_millis(100);
+/// How often the tail looks at `ledger_head` for commits of other instances.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a stream waits for the tail to start before it is refused (503).
+const STARTING: Duration = Duration::from_secs(3);
+/// Keep-alive comments while idle, at most this far apart.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One item as the tail broadcasts it.
+struct Tailed<M> {
+    /// The key of the item the tail read before this one, or where it started reading.
+    prev: Key,
+    key: Key,
+    meta: M,
+    /// The event as sent, made once for every stream; `None` for an item over [`INLINE_MAX`].
+    sse: Option<Bytes>,
+}
+
+/// What the tail broadcasts: the items of one read, in order (one wake-up per stream per read,
+/// not per item).
+type Page<M> = Arc<Vec<Tailed<M>>>;
+
+/// One event, as Server-Sent Events writes it. The data is JSON as serde_json writes it, on one
+/// line: it escapes every control character, line breaks included.
+fn sse(event: &str, key: Key, json: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\nid: {}.{}\ndata: {json}\n\n", key.0, key.1))
+}
+
+/// A keep-alive: a comment line.
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
+
+/// What a command stream filters on.
+struct CommandMeta {
+    tenant_id: Option<String>,
+    agent_name: Option<String>,
+    ticket: Option<String>,
+    recorded_at: OffsetDateTime,
+    /// Kept only with an inline item.
+    command: Option<String>,
+}
+
+/// The live tail of this process: the broadcasts, and what ends every stream at shutdown.
+pub struct Hub {
+    commands: broadcast::Sender<Page<CommandMeta>>,
+    /// Timeline entries, with the ticket each belongs to.
+    entries: broadcast::Sender<Page<String>>,
+    stop: CancellationToken,
+    keep_alive: Duration,
+    /// True once the tail knows where it starts.
+    ready: watch::Receiver<bool>,
+}
+
+impl Hub {
+    /// Starts the tail task on `pool`, woken by `committed` (the writer's) and by a poll of the
+    /// head; it runs until [`Hub::close`].
+    pub fn start(
+        pool: PgPool,
+        committed: watch::Receiver<i64>,
+        keep_alive: Duration,
+    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+        let (ready_tx, ready) = watch::channel(false);
+        let hub = Arc::new(Hub {
+            commands: broadcast::channel(RING).0,
+            entries: broadcast::channel(RING).0,
+            stop: CancellationToken::new(),
+            keep_alive,
+            ready,
+        });
+        let task = tokio::spawn(tail(pool, committed, hub.clone(), ready_tx));
+        (hub, task)
+    }
+
+    /// Ends the tail and every open stream (each ends cleanly, so a graceful shutdown need not
+    /// wait for clients to leave).
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}
+
+// ---------------------------------------------------------------- the tail
+
+/// A kind of item the tail reads and broadcasts.
+struct Walk<M> {
+    tx: broadcast::Sender<Page<M>>,
+    /// Where the walk is: the last key read, or where it skipped to.
+    cursor: Key,
+    /// Every item up to this seq has been read (or skipped while nobody listened).
+    seen: i64,
+}
+
+impl<M> Walk<M> {
+    /// A walk that starts after `head`, a seq known committed.
+    fn new(tx: broadcast::Sender<Page<M>>, head: i64) -> Self {
+        Walk { tx, cursor: (head, i32::MAX), seen: head }
+    }
+
+    /// Reads and broadcasts everything up to `head` (a seq known committed), in pages.
+    async fn advance<R, F>(&mut self, head: i64, read: impl Fn(Key) -> F, item: impl Fn(R) -> (Key, M, Option<Bytes>))
+    where
+        F: Future<Output = Result<Vec<R>, sqlx::Error>>,
+    {
+        if head <= self.seen {
+            return;
+        }
+        if self.tx.receiver_count() == 0 {
+            // Nobody listens: skip ahead. `head` was committed before this count, so a connection
+            // that subscribes from now on places itself at or after it; one that resumes from
+            // further back sees from `prev` that it must read the gap itself.
+            self.cursor = self.cursor.max((head, i32::MAX));
+            self.seen = head;
+            return;
+        }
+        let mut cursor = self.cursor;
+        loop {
+            let rows = match read(cursor).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // Tried again on the next hint or poll; connections are not told, they wait.
+                    tracing::warn!(error = %e, "the live tail cannot read the database");
+                    return;
+                }
+            };
+            let full = rows.len() as i64 == TAIL_PAGE;
+            let mut page = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (key, meta, sse) = item(row);
+                page.push(Tailed { prev: cursor, key, meta, sse });
+                cursor = key;
+            }
+            if !page.is_empty() {
+                let _ = self.tx.send(Arc::new(page));
+            }
+            self.cursor = cursor;
+            if !full {
+                break;
+            }
+        }
+        self.seen = head;
+    }
+}
+
+fn inline(event: Bytes) -> Option<Bytes> {
+    (event.len() <= INLINE_MAX).then_some(event)
+}
+
+async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, ready: watch::Sender<bool>) {
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Where to start: the head, before any stream may start (they wait for `ready`), so that no
+    // stream places itself before where the walks begin.
+    let start = loop {
+        tokio::select! {
+            biased;
+            () = hub.stop.cancelled() => return,
+            _ = poll.tick() => match store::stream::head(&pool).await {
+                Ok(h) => break h,
+                Err(e) => tracing::debug!(error = %e, "the live tail cannot read the head yet"),
+            },
+        }
+    };
+    let mut commands = Walk::new(hub.commands.clone(), start);
+    let mut entries = Walk::new(hub.entries.clone(), start);
+    let _ = ready.send(true);
+    let mut writer_alive = true;
+    let everything = CommandFilter::default();
+    loop {
+        let head = tokio::select! {
+            biased;
+            () = hub.stop.cancelled() => return,
+            changed = committed.changed(), if writer_alive => match changed {
+                Ok(()) => *committed.borrow_and_update(),
+                Err(_) => {
+                    writer_alive = false;
+                    continue;
+                }
+            },
+            _ = poll.tick() => {
+                if hub.commands.receiver_count() + hub.entries.receiver_count() == 0 {
+                    continue;
+                }
+                match store::stream::head(&pool).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the live tail cannot read the head");
+                        continue;
+                    }
+                }
+            }
+        };
+        let read_commands = |after| store::stream::executed_commands(&pool, &Scope::All, &everything, after, TAIL_PAGE);
+        commands
+            .advance(head, read_commands, |r| {
+                let meta = CommandMeta {
+                    tenant_id: r.tenant_id.clone().map(String::from),
+                    agent_name: r.agent_name.clone().map(String::from),
+                    ticket: r.ticket_name.clone().map(String::from),
+                    recorded_at: r.recorded_at,
+                    command: None,
+                };
+                let key = (r.seq, r.position);
+                let command = r.command.0.clone();
+                let event = inline(sse(Commands::EVENT, key, &json(&Command::from(r))));
+                (key, CommandMeta { command: event.as_ref().map(|_| command), ..meta }, event)
+            })
+            .await;
+        let read_entries = |after| store::stream::entries(&pool, after, TAIL_PAGE);
+        entries
+            .advance(head, read_entries, |r| {
+                let key = (r.entry.seq, r.entry.position);
+                let event = sse(Ticket::EVENT, key, &json(&TimelineEntry::from(r.entry)));
+                (key, String::from(r.ticket_name), inline(event))
+            })
+            .await;
+        tokio::select! {
+            () = hub.stop.cancelled() => return,
+            () = tokio::time::sleep(COALESCE) => {}
+        }
+    }
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    // Structs of strings, numbers and booleans: serializing cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+// ---------------------------------------------------------------- one connection
+
+/// What one stream sends, and how it reads what it missed.
+trait Source: Send + Sync + 'static {
+    type Meta: Send + Sync + 'static;
+    const EVENT: &'static str;
+    /// Whether the item may be for this stream (with no command text, `contains` is left to
+    /// the database).
+    fn wants(&self, meta: &Self::Meta) -> bool;
+    /// This stream's items after `after`, oldest first, as the read API gives them.
+    fn page(
+        &self,
+        pool: &PgPool,
+        after: Key,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(Key, Bytes)>, sqlx::Error>> + Send;
+}
+
+struct Commands {
+    scope: Scope,
+    filter: CommandFilter,
+}
+
+impl Source for Commands {
+    type Meta = CommandMeta;
+    const EVENT: &'static str = "command";
+
+    fn wants(&self, m: &CommandMeta) -> bool {
+        let fields = CommandFields {
+            tenant_id: m.tenant_id.as_deref(),
+            agent_name: m.agent_name.as_deref(),
+            ticket: m.ticket.as_deref(),
+            executed: true,
+            recorded_at: m.recorded_at,
+            command: m.command.as_deref(),
+        };
+        self.filter.admits(&self.scope, &fields)
+    }
+
+    async fn page(&self, pool: &PgPool, after: Key, limit: i64) -> Result<Vec<(Key, Bytes)>, sqlx::Error> {
+        let rows = store::stream::executed_commands(pool, &self.scope, &self.filter, after, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = (r.seq, r.position);
+                (key, sse(Self::EVENT, key, &json(&Command::from(r))))
+            })
+            .collect())
+    }
+}
+
+struct Ticket {
+    name: String,
+}
+
+impl Source for Ticket {
+    type Meta = String;
+    const EVENT: &'static str = "entry";
+
+    fn wants(&self, ticket: &String) -> bool {
+        *ticket == self.name
+    }
+
+    async fn page(&self, pool: &PgPool, after: Key, limit: i64) -> Result<Vec<(Key, Bytes)>, sqlx::Error> {
+        let rows = store::read::timeline(pool, &self.name, after, limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = (r.seq, r.position);
+                (key, sse(Self::EVENT, key, &json(&TimelineEntry::from(r))))
+            })
+            .collect())
+    }
+}
+
+struct Connection<S: Source> {
+    source: S,
+    pool: PgPool,
+    rx: broadcast::Receiver<Page<S::Meta>>,
+    /// Every item of this stream up to here has been sent, or is in `ready`.
+    covered: Key,
+    /// The database holds items after `covered` that the broadcast will not bring.
+    behind: bool,
+    ready: VecDeque<Bytes>,
+    stop: CancellationToken,
+    keep_alive: Duration,
+    /// When the last thing was sent (a keep-alive is due `keep_alive` after it).
+    sent_at: tokio::time::Instant,
+}
+
+impl<S: Source> Connection<S> {
+    async fn next(mut self) -> Option<(Bytes, Self)> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                self.sent_at = tokio::time::Instant::now();
+                return Some((event, self));
+            }
+            if self.behind {
+                let catch_up = async {
+                    // Read first: the page's query then sees every seq up to `head`.
+                    let head = store::stream::head(&self.pool).await?;
+                    let rows = self.source.page(&self.pool, self.covered, CATCH_UP_PAGE).await?;
+                    Ok::<_, sqlx::Error>((head, rows))
+                };
+                let (head, rows) = tokio::select! {
+                    biased;
+                    () = self.stop.cancelled() => return None,
+                    page = catch_up => match page {
+                        Ok(page) => page,
+                        Err(e) => {
+                            // Ended: the client reconnects with Last-Event-ID and loses nothing.
+                            tracing::warn!(error = %e, "a live tail stream cannot read the database: ending it");
+                            return None;
+                        }
+                    },
+                };
+                let full = rows.len() as i64 == CATCH_UP_PAGE;
+                for (key, event) in rows {
+                    self.covered = key;
+                    self.ready.push_back(event);
+                }
+                if !full {
+                    self.covered = self.covered.max((head, i32::MAX));
+                    self.behind = false;
+                }
+                continue;
+            }
+            let received = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return None,
+                received = self.rx.recv() => received,
+                () = tokio::time::sleep_until(self.sent_at + self.keep_alive) => {
+                    self.sent_at = tokio::time::Instant::now();
+                    return Some((Bytes::from_static(KEEP_ALIVE_COMMENT), self));
+                }
+            };
+            match received {
+                Ok(page) => self.take(&page),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    metrics::counter!("ticket_audit_stream_lagged_total").increment(1);
+                    tracing::debug!(missed, "a live tail stream fell behind: catching up from the database");
+                    self.behind = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Takes what this stream wants from a page, in order, until a gap: what follows it comes
+    /// from the database.
+    fn take(&mut self, page: &[Tailed<S::Meta>]) {
+        for item in page {
+            if item.key <= self.covered {
+                continue;
+            }
+            let wanted = self.source.wants(&item.meta);
+            if item.prev > self.covered || (wanted && item.sse.is_none()) {
+                self.behind = true;
+                return;
+            }
+            self.covered = item.key;
+            if let (true, Some(event)) = (wanted, &item.sse) {
+                self.ready.push_back(event.clone());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the route
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// A ticket's name: stream its timeline entries (`event: entry`) instead of commands. It
+    /// takes no other filter.
+    ticket: Option<String>,
+    /// Commands of tickets of this tenant.
+    tenant_id: Option<String>,
+    /// Commands of tickets assigned to this agent.
+    agent_name: Option<String>,
+    /// Commands containing this substring, matched as it is.
+    contains: Option<String>,
+    /// Start after this id (`seq.position`), as `Last-Event-ID` does (the header wins when both
+    /// are sent): a page that has shown items up to an id streams from there.
+    #[param(pattern = r"^[0-9]+\.[0-9]+$")]
+    after: Option<String>,
+}
+
+/// An item's id, `seq.position`, as the read API writes it: digits only.
+fn parse_id(s: &str) -> Option<Key> {
+    let (seq, pos) = s.split_once('.')?;
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(seq) || !digits(pos) {
+        return None;
+    }
+    Some((seq.parse().ok()?, pos.parse().ok()?))
+}
+
+/// Where the stream starts after: `Last-Event-ID`, else `after`, else nowhere (the head).
+fn resume_from(headers: &HeaderMap, after: Option<&str>) -> Result<Option<Key>, ApiError> {
+    let bad = |what: &str| ApiError::BadRequest(format!("{what} must be an item id, seq.position (e.g. 12.3)"));
+    // An empty Last-Event-ID is the EventSource's "no event seen yet": the head.
+    if let Some(v) = headers.get("last-event-id").filter(|v| !v.is_empty()) {
+        return v.to_str().ok().and_then(parse_id).map(Some).ok_or_else(|| bad("Last-Event-ID"));
+    }
+    after.map(|a| parse_id(a).ok_or_else(|| bad("after"))).transpose()
+}
+
+/// The live tail, as Server-Sent Events: by default `event: command`, one per executed command
+/// as it is committed, its data the command as `GET /api/v1/commands` gives it; with `ticket`,
+/// `event: entry`, one per timeline entry of that ticket, as its timeline gives it. Each event's
+/// `id` is the item's id: reconnecting with `Last-Event-ID` resumes with nothing lost or repeated;
+/// without it the stream starts at the head. Keep-alive comments while idle.
+#[utoipa::path(get, path = "/stream", tag = "stream",
+    params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "resume after this id (seq.position)")),
+    responses(
+        (status = 200, description = "an endless stream of events", content_type = "text/event-stream", body = String),
+        ReadProblems
+    ),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(app): State<AppState>,
+    Reader(scope): Reader,
+    headers: HeaderMap,
+    Query(p): Query<StreamParams>,
+) -> Result<Response, ApiError> {
+    let from = resume_from(&headers, p.after.as_deref())?;
+    let hub = &app.stream;
+    // Only just started, the tail reads where it begins; it cannot while the database is away.
+    let mut ready = hub.ready.clone();
+    match tokio::time::timeout(STARTING, ready.wait_for(|r| *r)).await {
+        Ok(Ok(_)) => {}
+        _ => return Err(ApiError::Unavailable("the live tail cannot start: the database is unavailable", None)),
+    }
+    let response = match p.ticket {
+        Some(name) => {
+            if p.tenant_id.is_some() || p.agent_name.is_some() || p.contains.is_some() {
+                return Err(ApiError::BadRequest(
+                    "a ticket's stream takes no filter (tenant_id, agent_name, contains are for commands)".into(),
+                ));
+            }
+            store::read::get_ticket(&app.pool, &scope, &name).await?.ok_or(ApiError::NotFound)?;
+            let rx = hub.entries.subscribe();
+            respond(&app, Ticket { name }, rx, from).await?
+        }
+        None => {
+            let filter = CommandFilter {
+                tenant_id: p.tenant_id,
+                agent_name: p.agent_name,
+                contains: p.contains.filter(|c| !c.is_empty()),
+                ..CommandFilter::default()
+            };
+            let rx = hub.commands.subscribe();
+            respond(&app, Commands { scope, filter }, rx, from).await?
+        }
+    };
+    Ok(response)
+}
+
+/// Subscribed first, then placed: from the head, or behind with `from` to catch up from.
+async fn respond<S: Source>(
+    app: &AppState,
+    source: S,
+    rx: broadcast::Receiver<Page<S::Meta>>,
+    from: Option<Key>,
+) -> Result<Response, ApiError> {
+    let (covered, behind) = match from {
+        Some(key) => (key, true),
+        None => ((store::stream::head(&app.pool).await?, i32::MAX), false),
+    };
+    let connection = Connection {
+        source,
+        pool: app.pool.clone(),
+        rx,
+        covered,
+        behind,
+        ready: VecDeque::new(),
+        stop: app.stream.stop.clone(),
+        keep_alive: app.stream.keep_alive,
+        sent_at: tokio::time::Instant::now(),
+    };
+    // Each stream sends the bytes the tail made once (axum's Sse would format every event again
+    // for every stream), and its own keep-alives.
+    let events = futures_util::stream::unfold(connection, Connection::next).map(Ok::<_, Infallible>);
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        // Proxies that buffer answers (nginx) would hold the events back.
+        (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+    ];
+    Ok((headers, axum::body::Body::from_stream(events)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_digits_dot_digits() {
+        assert_eq!(parse_id("12.3"), Some((12, 3)));
+        assert_eq!(parse_id("0.0"), Some((0, 0)));
+        for bad in [
+            "",
+            "12",
+            "12.",
+            ".3",
+            "-1.2",
+            "1.-2",
+            "+1.2",
+            "1.2.3",
+            "a.b",
+            " 1.2",
+            "1.2 ",
+            "99999999999999999999.1",
+            "1.2147483648",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+}

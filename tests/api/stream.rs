@@ -1,0 +1,407 @@
+//! `GET /api/v1/stream`: the live tail. Each executed command (or each entry of a ticket) once,
+//! in order, as the read API gives it; resumed across reconnects with nothing lost or repeated;
+//! a tenant's only; alive while idle; ended by a graceful shutdown.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use ticket_audit::config::HttpSettings;
+
+use crate::helpers::*;
+
+/// What a stream sends: an event, or a comment (a keep-alive).
+#[derive(Debug, Clone, PartialEq)]
+enum Sent {
+    Event { event: String, id: String, data: Value },
+    Comment,
+}
+
+/// A Server-Sent Events reader over a response body.
+struct Events {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl Events {
+    fn new(res: reqwest::Response) -> Self {
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Events { body: Box::pin(res.bytes_stream()), buf: String::new() }
+    }
+
+    /// The next thing sent; `None` once the stream has ended. Bounded, so a test that waits for
+    /// something that never comes fails rather than hangs.
+    async fn next(&mut self) -> Option<Sent> {
+        tokio::time::timeout(Duration::from_secs(30), self.next_unbounded())
+            .await
+            .expect("the stream sends within 30 s")
+    }
+
+    async fn next_unbounded(&mut self) -> Option<Sent> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (None, None, Vec::new());
+                let mut comment = false;
+                for line in block.lines().filter(|l| !l.is_empty()) {
+                    match line.split_once(':') {
+                        Some(("", _)) => comment = true,
+                        Some(("event", v)) => event = Some(v.trim_start().to_owned()),
+                        Some(("id", v)) => id = Some(v.trim_start().to_owned()),
+                        Some(("data", v)) => data.push(v.strip_prefix(' ').unwrap_or(v).to_owned()),
+                        _ => panic!("unexpected line {line:?}"),
+                    }
+                }
+                if comment && event.is_none() {
+                    return Some(Sent::Comment);
+                }
+                let data = serde_json::from_str(&data.join("\n")).expect("data is JSON");
+                return Some(Sent::Event { event: event.expect("event:"), id: id.expect("id:"), data });
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8")),
+                Some(Err(e)) => panic!("the stream broke: {e}"),
+                None => {
+                    assert!(self.buf.is_empty(), "the stream ended inside an event: {:?}", self.buf);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next `n` events, skipping keep-alives.
+    async fn events(&mut self, n: usize) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.next().await.expect("the stream goes on") {
+                Sent::Event { event, id, data } => out.push((event, id, data)),
+                Sent::Comment => {}
+            }
+        }
+        out
+    }
+}
+
+async fn open(app: &TestApp, path: &str, token: Option<&str>, last_event_id: Option<&str>) -> Events {
+    Events::new(open_raw(app, path, token, last_event_id).await)
+}
+
+async fn open_raw(app: &TestApp, path: &str, token: Option<&str>, last_event_id: Option<&str>) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    req.send().await.expect("GET the stream")
+}
+
+/// The executed commands as the read API gives them, oldest first.
+async fn executed(app: &TestApp, query: &str, token: Option<&str>) -> Vec<Value> {
+    walk(app, &format!("/api/v1/commands?executed=true&order=asc&limit=500{query}"), token).await
+}
+
+fn ids(events: &[(String, String, Value)]) -> Vec<String> {
+    events.iter().map(|(_, id, _)| id.clone()).collect()
+}
+
+fn cmd(i: usize) -> (String, String) {
+    (format!("echo {i}"), format!("{i}"))
+}
+
+async fn deliver_commands(app: &TestApp, ticket: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        let (c, r) = cmd(i);
+        app.deliver(&message(ticket, "q", "a", &[(&c, &r)])).await;
+    }
+}
+
+#[tokio::test]
+async fn the_command_stream_starts_at_the_head_and_sends_each_executed_command_as_the_read_api_gives_it() {
+    let app = spawn_app().await;
+    app.deliver(&add_ticket("T-1", "tenant-a", "aws")).await;
+    app.deliver(&message("T-1", "before", "a", &[("uptime", "up")])).await;
+    let mut events = open(&app, "/api/v1/stream", None, None).await;
+    // Proposed commands are not sent; executed ones are, each as it is committed.
+    let body = serde_json::json!({
+        "Action": "POST:Ticket/SendTicketMessage",
+        "Data": {
+            "RequestBody": {"ticketName": "T-1", "message": {"Content": "q"}},
+            "ResponseBody": {"Content": "a", "data": {"Cmds": [{"command": "ls"}],
+                "executedCmds": [{"command": "df -h", "result": "ok"}, {"command": "whoami", "result": "root"}]}},
+            "StatusCode": 200
+        }
+    });
+    app.deliver(&body.to_string()).await;
+    let got = events.events(2).await;
+    let all = executed(&app, "", None).await;
+    assert_eq!(all.len(), 3);
+    for ((event, id, data), want) in got.iter().zip(&all[1..]) {
+        assert_eq!(event, "command");
+        assert_eq!(id, want["id"].as_str().unwrap());
+        assert_eq!(data, want, "the read API's command JSON, exactly");
+    }
+    assert_eq!(got[0].2["command"], "df -h");
+}
+
+#[tokio::test]
+async fn a_reconnect_with_last_event_id_resumes_with_nothing_lost_or_repeated() {
+    let app = spawn_app().await;
+    let mut first = open(&app, "/api/v1/stream", None, None).await;
+    deliver_commands(&app, "T-1", 0..3).await;
+    let seen = first.events(2).await;
+    drop(first);
+    // Committed while nobody listens, and one the first connection never read.
+    deliver_commands(&app, "T-1", 3..6).await;
+    let mut second = open(&app, "/api/v1/stream", None, Some(&seen[1].1)).await;
+    let rest = second.events(4).await;
+    let all = executed(&app, "", None).await;
+    let want: Vec<String> = all.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!([ids(&seen), ids(&rest)].concat(), want);
+    for ((_, _, data), want) in rest.iter().zip(&all[2..]) {
+        assert_eq!(data, want);
+    }
+    // And live after the catch-up, without a repeat.
+    deliver_commands(&app, "T-1", 6..7).await;
+    let live = second.events(1).await;
+    assert_eq!(live[0].2["command"], "echo 6");
+
+    // `after` does the same for a client that cannot set the header; the header wins.
+    let mut third = open(&app, &format!("/api/v1/stream?after={}", want[4]), None, None).await;
+    assert_eq!(ids(&third.events(2).await), [want[5].clone(), live[0].1.clone()]);
+    let mut fourth = open(&app, "/api/v1/stream?after=0.0", None, Some(&want[5])).await;
+    assert_eq!(ids(&fourth.events(1).await), [live[0].1.clone()]);
+    // From the very start.
+    let mut fifth = open(&app, "/api/v1/stream?after=0.0", None, None).await;
+    assert_eq!(fifth.events(7).await.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), executed(&app, "", None).await);
+}
+
+#[tokio::test]
+async fn under_concurrent_ingest_every_executed_command_comes_exactly_once_in_order() {
+    let app = spawn_app().await;
+    app.deliver(&add_ticket("A-1", "tenant-a", "aws")).await;
+    let mut live = open(&app, "/api/v1/stream", None, None).await;
+    let mut tenant = open(&app, "/api/v1/stream?tenant_id=tenant-a", None, None).await;
+    const N: usize = 500;
+    let senders: Vec<_> = (0..8)
+        .map(|s| {
+            let (client, url) = (app.client.clone(), app.url("/webhooks"));
+            tokio::spawn(async move {
+                for i in (s..N).step_by(8) {
+                    let ticket = if i % 2 == 0 { "A-1" } else { "B-1" };
+                    let (c, r) = cmd(i);
+                    let res = client.post(&url).body(message(ticket, "q", "a", &[(&c, &r)])).send().await.unwrap();
+                    assert_eq!(res.status(), 202);
+                }
+            })
+        })
+        .collect();
+    // A third connection joins half-way, resuming from what the first had read by then.
+    let early = live.events(N / 2).await;
+    let mut joined = open(&app, "/api/v1/stream", None, Some(&early.last().unwrap().1)).await;
+    for s in senders {
+        s.await.unwrap();
+    }
+    let late = live.events(N - N / 2).await;
+    let all = executed(&app, "", None).await;
+    assert_eq!(all.len(), N);
+    let want: Vec<String> = all.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!([ids(&early), ids(&late)].concat(), want, "each once, in the record's order");
+    assert_eq!(ids(&joined.events(N - N / 2).await), want[N / 2..]);
+    let a = executed(&app, "&tenant_id=tenant-a", None).await;
+    assert_eq!(a.len(), N / 2);
+    assert_eq!(tenant.events(a.len()).await.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), a);
+    // Nothing more is pending on any of them: the next event is the next delivery's.
+    app.deliver(&message("A-1", "q", "a", &[("last", "x")])).await;
+    for s in [&mut live, &mut joined, &mut tenant] {
+        assert_eq!(s.events(1).await[0].2["command"], "last");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_token_streams_its_tenant_only() {
+    let app = spawn_with(HttpSettings { api_tokens: secret("root tok-a=tenant-a tok-b=tenant-b"), ..settings() }).await;
+    app.deliver(&add_ticket("A-1", "tenant-a", "aws")).await;
+    app.deliver(&add_ticket("B-1", "tenant-b", "k8s")).await;
+    assert_eq!(open_raw(&app, "/api/v1/stream", None, None).await.status(), 401);
+    assert_eq!(open_raw(&app, "/api/v1/stream", Some("wrong"), None).await.status(), 401);
+    // Another tenant's ticket is 404, as on the read API; so is one that does not exist.
+    assert_eq!(open_raw(&app, "/api/v1/stream?ticket=B-1", Some("tok-a"), None).await.status(), 404);
+    assert_eq!(open_raw(&app, "/api/v1/stream?ticket=NOPE", Some("root"), None).await.status(), 404);
+    let mut a = open(&app, "/api/v1/stream", Some("tok-a"), None).await;
+    let mut a_asks_b = open(&app, "/api/v1/stream?tenant_id=tenant-b", Some("tok-a"), None).await;
+    let mut root = open(&app, "/api/v1/stream", Some("root"), None).await;
+    let mut a_resumes = open(&app, "/api/v1/stream?after=0.0", Some("tok-a"), None).await;
+    app.deliver(&message("B-1", "q", "a", &[("kubectl get secrets", "s")])).await;
+    app.deliver(&message("NOBODY-1", "q", "a", &[("rm -rf /", "x")])).await;
+    app.deliver(&message("A-1", "q", "a", &[("aws s3 ls", "ok")])).await;
+    let root_saw = root.events(3).await;
+    assert_eq!(
+        root_saw.iter().map(|e| e.2["command"].clone()).collect::<Vec<_>>(),
+        ["kubectl get secrets", "rm -rf /", "aws s3 ls"]
+    );
+    assert_eq!(a.events(1).await[0].2["command"], "aws s3 ls", "the first tenant-a command, nothing before it");
+    assert_eq!(a_resumes.events(1).await[0].2["command"], "aws s3 ls", "catching up is scoped too");
+    app.deliver(&message("A-1", "q", "a", &[("aws s3 cp", "ok")])).await;
+    assert_eq!(a.events(1).await[0].2["command"], "aws s3 cp");
+    // A filter cannot widen the scope: asking for tenant-b, tenant-a's token gets nothing, live
+    // or caught up, until the stream ends.
+    let mut a_asks_b_from_start = open(&app, "/api/v1/stream?tenant_id=tenant-b&after=0.0", Some("tok-a"), None).await;
+    app.shutdown_soon(&mut [&mut a_asks_b, &mut a_asks_b_from_start]).await;
+}
+
+impl TestApp {
+    /// Stops the app (within a bound) and asserts that each of `streams` then ends, cleanly, with
+    /// no further event.
+    async fn shutdown_soon(mut self, streams: &mut [&mut Events]) {
+        tokio::time::timeout(Duration::from_secs(20), self.stop()).await.expect("serve stops with streams open");
+        for events in streams {
+            while let Some(sent) = events.next().await {
+                assert_eq!(sent, Sent::Comment, "nothing but keep-alives");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_stream_sends_every_entry_kind_as_the_timeline_gives_it() {
+    let app = spawn_app().await;
+    app.deliver(&message("OTHER-1", "not this", "ticket", &[("uptime", "up")])).await;
+    let id = app.deliver(&add_ticket("T-1", "tenant-a", "aws")).await;
+    let mut entries = open(&app, "/api/v1/stream?ticket=T-1", None, None).await;
+    let mut from_start = open(&app, &format!("/api/v1/stream?ticket=T-1&after={}.0", id - 1), None, None).await;
+    let conversation = serde_json::json!({
+        "Action": "POST:Ticket/SendTicketMessage",
+        "Data": {
+            "RequestBody": {"ticketName": "T-1", "message": {"Content": "help"}},
+            "ResponseBody": {"Content": "on it", "data": {"Cmds": [{"command": "ls"}],
+                "executedCmds": [{"command": "df -h", "result": "ok"}]}},
+            "StatusCode": 200
+        }
+    });
+    app.deliver(&conversation.to_string()).await;
+    app.deliver(&message("OTHER-1", "still not", "this one", &[])).await;
+    app.deliver(r#"{"Action":"GET:Ticket/GetTicket","Data":{"RequestBody":{"ticketName":"T-1"},"StatusCode":500}}"#)
+        .await;
+    let timeline = walk(&app, "/api/v1/tickets/T-1/timeline", None).await;
+    let kinds: Vec<&str> = timeline.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["ticket_created", "user_message", "agent_message", "command_proposed", "command_executed", "action"]
+    );
+    let got = entries.events(5).await;
+    assert!(got.iter().all(|(event, ..)| event == "entry"));
+    assert_eq!(
+        got.iter().map(|e| e.2.clone()).collect::<Vec<_>>(),
+        timeline[1..],
+        "from the head: after ticket_created"
+    );
+    assert_eq!(ids(&got), timeline[1..].iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>());
+    assert_eq!(from_start.events(6).await.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), timeline);
+    // A ticket's stream takes no command filter.
+    assert_eq!(open_raw(&app, "/api/v1/stream?ticket=T-1&contains=x", None, None).await.status(), 400);
+}
+
+#[tokio::test]
+async fn command_filters_select_what_the_read_api_selects() {
+    let app = spawn_app().await;
+    app.deliver(&add_ticket("A-1", "tenant-a", "aws")).await;
+    app.deliver(&add_ticket("B-1", "tenant-b", "k8s")).await;
+    let queries = [
+        "?agent_name=aws",
+        "?tenant_id=tenant-b",
+        "?contains=get",
+        "?contains=%E2%90%80",
+        "?agent_name=k8s&contains=kubectl",
+    ];
+    let mut streams = Vec::new();
+    for q in queries {
+        streams.push(open(&app, &format!("/api/v1/stream{q}"), None, None).await);
+    }
+    for (ticket, c) in [
+        ("A-1", "aws s3 get"),
+        ("B-1", "kubectl get pods"),
+        ("NONE-1", "get"),
+        ("B-1", "kubectl \u{2400} x"),
+        ("A-1", "echo \u{0}"),
+    ] {
+        app.deliver(&message(ticket, "q", "a", &[(c, "r")])).await;
+    }
+    app.deliver(&message("B-1", "q", "a", &[("end", "r")])).await;
+    for (i, (q, s)) in queries.iter().zip(&mut streams).enumerate() {
+        let want = executed(&app, &q.replacen('?', "&", 1), None).await;
+        let mut got = s.events(want.len()).await.into_iter().map(|e| e.2).collect::<Vec<_>>();
+        assert_eq!(got, want, "{q}");
+        // Nothing else was sent before the next matching command.
+        let (q_a, q_b) = (format!("again {i}"), format!("and again {i}"));
+        app.deliver(&message("A-1", &q_a, "a", &[("aws get kubectl \u{2400}", "r")])).await;
+        app.deliver(&message("B-1", &q_b, "a", &[("aws get kubectl \u{2400}", "r")])).await;
+        let next = executed(&app, &q.replacen('?', "&", 1), None).await;
+        got.extend(s.events(next.len() - want.len()).await.into_iter().map(|e| e.2));
+        assert_eq!(got, next, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_last_event_id_or_after_is_a_400_problem() {
+    let app = spawn_app().await;
+    for bad in ["abc", "12", "1.x", "-1.2", "1.2.3", "1 .2", "99999999999999999999.1"] {
+        let res = open_raw(&app, "/api/v1/stream", None, Some(bad)).await;
+        assert_eq!(res.status(), 400, "Last-Event-ID {bad:?}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let res = app.get(&format!("/api/v1/stream?after={}", bad.replace(' ', "%20")), None).await;
+        assert_eq!(res.status(), 400, "after={bad:?}");
+    }
+    assert_eq!(app.get("/api/v1/stream?since=2026-01-01T00:00:00Z", None).await.status(), 400, "an unknown filter");
+    // An empty Last-Event-ID is the browser's "nothing seen yet": the head.
+    let mut events = open(&app, "/api/v1/stream", None, Some("")).await;
+    app.deliver(&message("T-1", "q", "a", &[("uptime", "up")])).await;
+    assert_eq!(events.events(1).await[0].2["command"], "uptime");
+}
+
+#[tokio::test]
+async fn an_idle_stream_sends_keep_alives_and_outlives_the_idle_timeout() {
+    // Idle timeout 2 s: keep-alives every second, and the connection must not be closed as idle.
+    let app = spawn_with(HttpSettings { keepalive_idle_timeout_secs: 2, ..settings() }).await;
+    let mut events = open(&app, "/api/v1/stream", None, None).await;
+    let started = std::time::Instant::now();
+    let mut comments = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        assert_eq!(events.next().await, Some(Sent::Comment));
+        comments += 1;
+    }
+    assert!(comments >= 3, "{comments} keep-alives in 4 s");
+    app.deliver(&message("T-1", "q", "a", &[("uptime", "up")])).await;
+    assert_eq!(events.events(1).await[0].2["command"], "uptime");
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_ends_open_streams_instead_of_waiting_for_them() {
+    // A grace of 2 x 600 s: were the streams waited for, the stop would not come within the bound.
+    let app = spawn_with(HttpSettings { request_timeout_secs: 600, ..settings() }).await;
+    app.deliver(&add_ticket("T-1", "tenant-a", "aws")).await;
+    let mut commands = open(&app, "/api/v1/stream", None, None).await;
+    let mut entries = open(&app, "/api/v1/stream?ticket=T-1", None, None).await;
+    app.deliver(&message("T-1", "q", "a", &[("uptime", "up")])).await;
+    assert_eq!(commands.events(1).await[0].2["command"], "uptime");
+    assert_eq!(entries.events(3).await.len(), 3);
+    app.shutdown_soon(&mut [&mut commands, &mut entries]).await;
+}
+
+#[tokio::test]
+async fn an_item_too_large_to_broadcast_comes_from_the_database_whole_and_in_its_place() {
+    let app = spawn_app().await;
+    app.deliver(&add_ticket("T-1", "tenant-a", "aws")).await;
+    let mut commands = open(&app, "/api/v1/stream", None, None).await;
+    let mut entries = open(&app, "/api/v1/stream?ticket=T-1", None, None).await;
+    let big = "x".repeat(100 * 1024);
+    app.deliver(&message("T-1", "q", "a", &[("before", "small"), ("cat big", &big), ("after", "small")])).await;
+    let got = commands.events(3).await;
+    assert_eq!(got.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), executed(&app, "", None).await);
+    assert_eq!(got[1].2["result"].as_str().unwrap().len(), big.len());
+    let timeline = walk(&app, "/api/v1/tickets/T-1/timeline", None).await;
+    assert_eq!(entries.events(5).await.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), timeline[1..]);
+}
