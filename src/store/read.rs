@@ -342,6 +342,7 @@ pub async fn command_classes(
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|(s, p, outcome, risk, failed)| ((s, p), CommandClass { outcome, risk, failed })).collect())
+}
 
 /// One command's fields that [`CommandFilter`] looks at, for deciding in memory.
 #[derive(Debug, Clone, Copy)]
