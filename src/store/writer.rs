@@ -341,6 +341,10 @@ fn by_rows(jobs: Vec<Job>, budget: usize) -> Vec<Vec<Job>> {
     batches
 }
 
+/// After losing a race, batches start from the head under lock for this long: another process is
+/// writing, and written from a head in flight, two writers would undo each other's batches.
+const LOCKED_AFTER_CONTENTION: Duration = Duration::from_secs(10);
+
 /// Times a batch is tried again from the head under lock after losing a race (another process
 /// wrote, or a deadlock between two writers), before its deliveries are stored one by one.
 const CONTENTION_RETRIES: usize = 8;
@@ -374,11 +378,21 @@ struct Pipeline<'a> {
     /// Only for its tree edge, reused by a locked start when still current.
     last_seen: Option<Head>,
     pending: Option<Pending>,
+    /// Until when batches start under lock (another writer was seen).
+    locked_until: Option<Instant>,
 }
 
 impl<'a> Pipeline<'a> {
     fn new(pool: &'a PgPool, activity: &Arc<WriterActivity>, commits: &'a watch::Sender<i64>) -> Self {
-        Pipeline { pool, commits, busy: Busy::new(activity), head: None, last_seen: None, pending: None }
+        Pipeline {
+            pool,
+            commits,
+            busy: Busy::new(activity),
+            head: None,
+            last_seen: None,
+            pending: None,
+            locked_until: None,
+        }
     }
 
     /// Waits for the batch committing now, if any.
@@ -415,6 +429,7 @@ impl<'a> Pipeline<'a> {
                     match attempt {
                         Attempt::Contended(why) if contention < CONTENTION_RETRIES => {
                             contention += 1;
+                            self.locked_until = Some(Instant::now() + LOCKED_AFTER_CONTENTION);
                             metrics::counter!("ticket_audit_write_retries_total").increment(1);
                             tracing::debug!(reason = %why, attempt = contention, "batch lost a race; again from the head under lock");
                         }
@@ -439,7 +454,10 @@ impl<'a> Pipeline<'a> {
     async fn execute(&mut self, batch: &[&NewDelivery]) -> Result<Executed, Attempt> {
         let tx = self.pool.begin().await.map_err(|e| Attempt::Failed(Failure::Database(e)))?;
         let empty = InFlight::default();
+        let under_lock = self.locked_until.is_some_and(|t| Instant::now() < t);
         let basis = match &self.head {
+            // Under lock, the predecessor has committed (or failed) before this batch reads.
+            Some(_) if under_lock => Basis::Locked { cached: self.last_seen.as_ref() },
             Some(head) => Basis::After { head, in_flight: self.pending.as_ref().map_or(&empty, |p| &p.in_flight) },
             None => Basis::Locked { cached: self.last_seen.as_ref() },
         };
