@@ -64,6 +64,19 @@ pub struct Frame {
     pub sign_out_token: Option<String>,
 }
 
+/// Every page's `<head>`: its title, the stylesheet and the one script.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · ticket-audit" }
+            link rel="stylesheet" href=(assets::css_url());
+            script src=(assets::js_url()) defer {}
+        }
+    }
+}
+
 /// A whole page: the frame around `body`. `live` is the stream URL the script follows, if any.
 pub fn layout(title: &str, frame: &Frame, current: &str, live: Option<&str>, body: Markup) -> Markup {
     let nav = [
@@ -74,13 +87,7 @@ pub fn layout(title: &str, frame: &Frame, current: &str, live: Option<&str>, bod
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · ticket-audit" }
-                link rel="stylesheet" href=(assets::css_url());
-                script src=(assets::js_url()) defer {}
-            }
+            (head(title))
             body data-stream=[live] {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -118,13 +125,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · ticket-audit" }
-                link rel="stylesheet" href=(assets::css_url());
-                script src=(assets::js_url()) defer {}
-            }
+            (head(title))
             body {
                 header.top { a.brand href="/ui/tickets" { "ticket-audit" } }
                 main #main { (body) }
