@@ -8,12 +8,19 @@
 # binary, CARGO_PROFILE=release for a release build). Each report runs once to warm the cache,
 # then RUNS times (default 3); the table shows the median wall time of `psql -f`, connection
 # included, output discarded.
+# SEED=0 times the record as it is, once, with the size given (one) as its label: for a store
+# loaded otherwise (bench/scale.sh). The database is then $DATABASE_URL, required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
 runs=${RUNS:-3}
+seed=${SEED:-1}
+if [ "$seed" = 0 ] && { [ -z "${DATABASE_URL:-}" ] || [ ${#sizes[@]} -ne 1 ]; }; then
+    echo "SEED=0 needs DATABASE_URL and one size (the label of the record as it is)" >&2
+    exit 2
+fi
 
 if [ -z "${DATABASE_URL:-}" ]; then
     admin=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 5432 -U postgres -d postgres)
@@ -29,16 +36,19 @@ else
 fi
 
 db=(psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL")
-reports=(sql/*.sql)
+# REPORTS_DIR=tests/data/reports_before_v12 times the reports as they were before V12's summaries.
+reports=("${REPORTS_DIR:-sql}"/*.sql)
 declare -A ms
 
 ms_now() { date +%s%N | cut -b1-13; }
 
 for n in "${sizes[@]}"; do
-    echo "seeding $n commands" >&2
-    t0=$(ms_now)
-    "${db[@]}" -v commands="$n" -f bench/seed_reporting.sql >&2
-    echo "seeded in $(( ($(ms_now) - t0) / 1000 )) s" >&2
+    if [ "$seed" != 0 ]; then
+        echo "seeding $n commands" >&2
+        t0=$(ms_now)
+        "${db[@]}" -v commands="$n" -f bench/seed_reporting.sql >&2
+        echo "seeded in $(( ($(ms_now) - t0) / 1000 )) s" >&2
+    fi
     for r in "${reports[@]}"; do
         "${db[@]}" -f "$r" >/dev/null
         times=()

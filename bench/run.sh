@@ -18,6 +18,9 @@
 #   --deep-pages 200           pages walked before a deep page (50 for one agent's)  --port 18080  service port
 #   --out DIR                  where data, logs and results go (default target/bench)
 #   --keep                     keep the databases
+#   --large-db NAME            reads: use this existing database as the large store instead of
+#                              importing one (bench/scale.sh builds one at 10^7); never dropped
+#   --db-prefix P              name the databases P_* (default ta_bench)
 #   --baseline BIN             ingest: also run another build of ticket-audit (e.g. main's, from a
 #                              git worktree) in the same run, interleaved, and print the ratio
 #   --service BIN              ingest: this build instead of building the checkout's
@@ -43,6 +46,8 @@ KEEP=0
 BASELINE=""
 COLLATE=""
 SERVICE_BIN=""
+LARGE_DB=""
+DB_PREFIX=ta_bench
 while [ $# -gt 0 ]; do
     case "$1" in
         ingest | reads | all) PART=$1 ;;
@@ -62,6 +67,8 @@ while [ $# -gt 0 ]; do
         --baseline) BASELINE=$(realpath "$2"); shift ;;
         --collate) COLLATE=$2; shift ;;
         --service) SERVICE_BIN=$(realpath "$2"); shift ;;
+        --large-db) LARGE_DB=$2; shift ;;
+        --db-prefix) DB_PREFIX=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -235,7 +242,7 @@ run_ingest() {
       for variant in $variants; do
         local name=${variant%%:*}
         BIN=${variant#*:}
-        local db=ta_bench_ingest_b${batch}_$name
+        local db=${DB_PREFIX}_ingest_b${batch}_$name
         say "WRITE_BATCH_MAX=$batch, $name build ($BIN): fresh database $db, service on :$PORT"
         fresh_db "$db"
         start_service "$db" "$OUT/service-ingest-b$batch-$name.log" WRITE_BATCH_MAX="$batch"
@@ -365,14 +372,17 @@ run_reads() {
     for size in small large; do
         if [ $size = small ]; then commands=$SMALL tickets=$small_tickets; else commands=$LARGE tickets=$TICKETS; fi
         file=$OUT/store-$commands-$tickets.ndjson
-        db=ta_bench_reads_$size
+        db=${DB_PREFIX}_reads_$size
         label=$commands
-        if [ ! -s "$file" ]; then
+        if [ $size = large ] && [ -n "$LARGE_DB" ]; then
+            db=$LARGE_DB
+            say "the large store: the existing database $db"
+        elif [ ! -s "$file" ]; then
             say "generating a store of $commands commands over $tickets tickets (seeded; a minute per million)"
             python3 bench/gen_deliveries.py --commands "$commands" --tickets "$tickets" --seed 1 >"$file.tmp"
             mv "$file.tmp" "$file"
         fi
-        load_store "$db" "$file"
+        if [ $size = small ] || [ -z "$LARGE_DB" ]; then load_store "$db" "$file"; fi
         local counts
         counts=$(psql_q "$db" "select (select count(*) from commands) || ' commands, ' || (select count(*) from tickets) || ' tickets, ' || (select count(*) from deliveries) || ' deliveries, ' || pg_size_pretty(pg_database_size(current_database()))")
         say "store: $counts"
@@ -391,7 +401,7 @@ run_reads() {
     done
     cat "$rows" >>"$RESULTS"
     machine
-    echo "command: bench/run.sh reads --small $SMALL --large $LARGE --tickets $TICKETS --small-tickets $small_tickets --iterations $ITERATIONS --deep-pages $DEEP_PAGES"
+    echo "command: bench/run.sh reads --small $SMALL --large $LARGE --tickets $TICKETS --small-tickets $small_tickets --iterations $ITERATIONS --deep-pages $DEEP_PAGES${LARGE_DB:+ --large-db $LARGE_DB}"
     python3 - "$rows" <<'EOF'
 import json, sys
 rows = {r["size"]: r for r in map(json.loads, open(sys.argv[1]))}

@@ -37,7 +37,8 @@ RETURN ((hashint8extended(i, salt) & 4503599627370495)::float8 / 450359962737049
 
 -- The record refuses TRUNCATE (migration V2); the seed, run as a superuser, lifts that here only.
 SET session_replication_role = replica;
-TRUNCATE deliveries, action_events, tickets, messages, commands, reporting.command_class;
+TRUNCATE deliveries, action_events, tickets, messages, commands, reporting.command_class, reporting.proposal_runs,
+         reporting.command_days, reporting.message_days;
 RESET session_replication_role;
 UPDATE reporting.classified SET seq = 0;
 
@@ -200,6 +201,9 @@ UPDATE ledger_head SET seq = (SELECT count(*) FROM d), hash = sha256(int8send((S
 -- Classified, as the service's background classifier leaves a record once it has caught up.
 SELECT reporting.classify(:commands + 1) \gset
 VACUUM ANALYZE reporting.command_class;
+VACUUM ANALYZE reporting.proposal_runs;
+VACUUM ANALYZE reporting.command_days;
+VACUUM ANALYZE reporting.message_days;
 VACUUM ANALYZE deliveries;
 VACUUM ANALYZE action_events;
 VACUUM ANALYZE tickets;

@@ -12,8 +12,8 @@
 -- Columns: agent, executed, tickets, errors, denials, error_or_denial_pct (of executed, 1 decimal).
 \ir params.psql
 
--- Counted per (agent, ticket) first: hash aggregation in parallel, where count(DISTINCT ticket)
--- would sort every command.
+-- Counted per (agent, ticket) first, from the commands counted per day and ticket
+-- (reporting.command_counts, V12), where count(DISTINCT ticket) would sort every command.
 SELECT agent,
        sum(executed) AS executed,
        count(ticket) AS tickets,
@@ -21,16 +21,16 @@ SELECT agent,
        sum(denials) AS denials,
        round(100.0 * sum(errors + denials) / sum(executed), 1) AS error_or_denial_pct
 FROM (
-    SELECT coalesce(agent_name, '(none)') AS agent,
-           ticket,
-           count(*) AS executed,
-           count(*) FILTER (WHERE outcome = 'error') AS errors,
-           count(*) FILTER (WHERE outcome = 'denied') AS denials
-    FROM reporting.commands
-    WHERE executed
-      AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
-      AND (:'tenant' = '' OR tenant_id = :'tenant')
-    GROUP BY 1, ticket
+    SELECT coalesce(t.agent_name, '(none)') AS agent,
+           c.ticket_name AS ticket,
+           sum(c.executed)::bigint AS executed,
+           sum(c.error)::bigint AS errors,
+           sum(c.denied)::bigint AS denials
+    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    LEFT JOIN public.tickets t ON t.name = c.ticket_name
+    WHERE c.executed > 0
+      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+    GROUP BY 1, 2
 ) per_ticket
 GROUP BY agent
 ORDER BY executed DESC, agent COLLATE "C";

@@ -19,22 +19,21 @@ WITH events AS (
     FROM reporting.tickets
     WHERE first_activity_at >= :'since'::timestamptz AND first_activity_at < :'until'::timestamptz
     UNION ALL
-    SELECT (m.received_at AT TIME ZONE 'UTC')::date, t.tenant_id,
-           0, (m.role = 'user')::int, (m.role = 'agent')::int, 0, 0
-    FROM public.messages m
+    -- Messages and commands counted per day and ticket (V12), not row by row.
+    SELECT m.day, t.tenant_id, 0, m.user_messages, m.agent_messages, 0, 0
+    FROM reporting.message_counts(:'since'::timestamptz, :'until'::timestamptz) m
     LEFT JOIN public.tickets t ON t.name = m.ticket_name
-    WHERE m.received_at >= :'since'::timestamptz AND m.received_at < :'until'::timestamptz
     UNION ALL
-    SELECT (at AT TIME ZONE 'UTC')::date, tenant_id, 0, 0, 0, (NOT executed)::int, executed::int
-    FROM reporting.commands
-    WHERE at >= :'since'::timestamptz AND at < :'until'::timestamptz
+    SELECT c.day, t.tenant_id, 0, 0, 0, c.proposed, c.executed
+    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    LEFT JOIN public.tickets t ON t.name = c.ticket_name
 )
 SELECT day, coalesce(tenant_id, '(none)') AS tenant,
-       sum(opened) AS tickets_opened,
-       sum(user_messages) AS user_messages,
-       sum(agent_messages) AS agent_messages,
-       sum(proposed) AS commands_proposed,
-       sum(executed) AS commands_executed
+       sum(opened)::bigint AS tickets_opened,
+       sum(user_messages)::bigint AS user_messages,
+       sum(agent_messages)::bigint AS agent_messages,
+       sum(proposed)::bigint AS commands_proposed,
+       sum(executed)::bigint AS commands_executed
 FROM events
 WHERE :'tenant' = '' OR tenant_id = :'tenant'
 GROUP BY day, tenant_id

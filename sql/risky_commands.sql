@@ -27,18 +27,20 @@
 -- Result 2 columns: at, ticket, tenant, agent, risk, outcome, command (newest first).
 \ir params.psql
 
-SELECT risk,
-       coalesce(agent_name, '(none)') AS agent,
-       count(*) FILTER (WHERE executed) AS executed,
-       count(*) FILTER (WHERE NOT executed) AS proposed,
-       count(*) FILTER (WHERE failed) AS failed,
-       count(DISTINCT ticket) AS tickets
-FROM reporting.commands
-WHERE risk IS NOT NULL
-  AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
-  AND (:'tenant' = '' OR tenant_id = :'tenant')
-GROUP BY risk, 2
-ORDER BY risk COLLATE "C", executed DESC, proposed DESC, coalesce(agent_name, '(none)') COLLATE "C";
+-- The counts from the commands counted per day and ticket (reporting.command_counts, V12); the
+-- list from the commands themselves, newest first (an index on the risky ones' times).
+SELECT c.risk,
+       coalesce(t.agent_name, '(none)') AS agent,
+       sum(c.executed)::bigint AS executed,
+       sum(c.proposed)::bigint AS proposed,
+       sum(c.error + c.denied + c.not_found + c.timeout)::bigint AS failed,
+       count(DISTINCT c.ticket_name) AS tickets
+FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
+LEFT JOIN public.tickets t ON t.name = c.ticket_name
+WHERE c.risk IS NOT NULL
+  AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+GROUP BY c.risk, 2
+ORDER BY c.risk COLLATE "C", executed DESC, proposed DESC, coalesce(t.agent_name, '(none)') COLLATE "C";
 
 SELECT at, ticket, coalesce(tenant_id, '(none)') AS tenant, coalesce(agent_name, '(none)') AS agent,
        risk, outcome, command

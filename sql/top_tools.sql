@@ -11,14 +11,15 @@
 -- Columns: agent, kind ('tool' or 'sub-command'), rank, name, uses, share_pct.
 \ir params.psql
 
--- One pass over the commands, grouped by sub-command (each belongs to one tool); tools are sums.
+-- One pass over the commands counted per day and ticket (reporting.command_counts, V12), grouped
+-- by sub-command (each belongs to one tool); tools are sums.
 WITH per_sub_command AS (
-    SELECT coalesce(agent_name, '(none)') AS agent, tool, sub_command, count(*) AS uses
-    FROM reporting.commands
-    WHERE executed AND tool IS NOT NULL
-      AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
-      AND (:'tenant' = '' OR tenant_id = :'tenant')
-    GROUP BY 1, tool, sub_command
+    SELECT coalesce(t.agent_name, '(none)') AS agent, c.tool, c.sub_command, sum(c.executed)::bigint AS uses
+    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    LEFT JOIN public.tickets t ON t.name = c.ticket_name
+    WHERE c.executed > 0 AND c.tool IS NOT NULL
+      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+    GROUP BY 1, c.tool, c.sub_command
 ), counted AS (
     SELECT agent, 'tool' AS kind, tool AS name, sum(uses) AS uses FROM per_sub_command GROUP BY agent, tool
     UNION ALL

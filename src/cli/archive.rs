@@ -11,7 +11,7 @@ use clap::Args;
 use time::Date;
 
 use crate::config::DatabaseArgs;
-use crate::store::archive;
+use crate::store::{archive, Database};
 use crate::BoxError;
 
 #[derive(Debug, Clone, Args)]
@@ -28,6 +28,10 @@ pub struct ArchiveArgs {
     /// drop its partitions. Without it the database keeps everything.
     #[arg(long)]
     pub drop: bool,
+    /// Connections to read a month on: 2 streams its deliveries on one and its other tables on
+    /// the other at the same time (two PostgreSQL backends, two cores); 1 reads them in turn.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub connections: u8,
 }
 
 /// `2026-11` as the first of that month.
@@ -46,14 +50,19 @@ pub fn parse_month(s: &str) -> Result<Date, String> {
 pub async fn run(args: ArchiveArgs) -> Result<ExitCode, BoxError> {
     std::fs::create_dir_all(&args.to).map_err(|e| format!("creating {}: {e}", args.to.display()))?;
     let (before, dir, drop) = (args.before, args.to.clone(), args.drop);
-    super::with_database(&args.database, |mut conn| async move {
+    let db = Database::resolve(&args.database, false, 0).await?;
+    let result = async {
+        db.prepare_schema(args.database.no_migrate).await?;
+        let mut conn = db.connect().await?;
         let months = archive::months_before(&mut conn, before).await?;
         if months.is_empty() {
             println!("nothing to archive before {before}: no closed month in the database");
         }
         for month in months {
             let started = Instant::now();
-            let manifest = archive::write_month(&mut conn, &month, &dir).await?;
+            // A second connection streams the month's other tables beside its deliveries.
+            let second = if args.connections > 1 { Some(db.connect().await?) } else { None };
+            let manifest = archive::write_month(&mut conn, second, &month, &dir).await?;
             let spent = started.elapsed().as_secs_f64();
             let rows = |t: &str| manifest.files.iter().find(|f| f.table == t).map_or(0, |f| f.rows);
             println!(
@@ -75,9 +84,11 @@ pub async fn run(args: ArchiveArgs) -> Result<ExitCode, BoxError> {
                 println!("dropped {}: checked against the tree; its partitions are gone", month.partition);
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })
-    .await
+        Ok::<_, BoxError>(ExitCode::SUCCESS)
+    }
+    .await;
+    db.stop().await;
+    result
 }
 
 #[cfg(test)]

@@ -145,54 +145,101 @@ fn leaf_of_line(line: &str) -> Result<(i64, Hash), String> {
     Ok((l.seq, leaf))
 }
 
-/// Writes `month` to `dir/<partition>/`: one file per table and the manifest. Reads one
-/// snapshot. Returns the manifest.
-pub async fn write_month(conn: &mut PgConnection, month: &Month, dir: &Path) -> Result<Manifest, ArchiveError> {
+/// Writes one table's partition of `month` to `out/<table>.ndjson.zst`, in seq order, folding
+/// the deliveries' leaves into `range` (deliveries only; it must start at `month.first_seq`).
+async fn write_table(
+    conn: &mut PgConnection,
+    table: &str,
+    month: &Month,
+    out: &Path,
+    mut range: Option<&mut RangeHasher>,
+) -> Result<ArchiveFile, ArchiveError> {
+    let name = format!("{table}.ndjson.zst");
+    let path = out.join(&name);
+    let file = std::fs::File::create(&path).map_err(io(&path))?;
+    let mut enc = zstd::Encoder::new(Hashing { inner: std::io::BufWriter::new(file), sha: Sha256::new() }, ZSTD_LEVEL)
+        .map_err(io(&path))?;
+    let partition = format!("{table}_{}", month.partition);
+    let sql = format!("SELECT row_to_json(p)::text FROM {partition} p ORDER BY {}", order_of(table));
+    let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(&mut *conn);
+    let mut n = 0u64;
+    while let Some(line) = rows.try_next().await? {
+        if let Some(range) = range.as_deref_mut() {
+            let (seq, leaf) =
+                leaf_of_line(&line).map_err(|why| ArchiveError::Partition { partition: partition.clone(), why })?;
+            if seq != month.first_seq + n as i64 {
+                return Err(ArchiveError::Partition {
+                    partition,
+                    why: format!("seq {} where {} was next", seq, month.first_seq + n as i64),
+                });
+            }
+            range.push(leaf);
+        }
+        enc.write_all(line.as_bytes()).map_err(io(&path))?;
+        enc.write_all(b"\n").map_err(io(&path))?;
+        n += 1;
+    }
+    drop(rows);
+    let mut hashing = enc.finish().map_err(io(&path))?;
+    hashing.flush().map_err(io(&path))?;
+    Ok(ArchiveFile { table: table.to_owned(), file: name, rows: n, sha256: hex::encode(hashing.sha.finalize()) })
+}
+
+/// Session settings for reading a month: times in UTC (row_to_json prints them in the session's
+/// zone), and no JIT (a month's scan is costed high enough to be JIT-compiled, which made it
+/// slower, not faster).
+async fn archive_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL TimeZone = 'UTC'").execute(&mut *conn).await?;
+    sqlx::query("SET LOCAL jit = off").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Writes `month` to `dir/<partition>/`: one file per table and the manifest. Returns the
+/// manifest. The deliveries (with the leaves, the checkpoint and the proof) are read on `conn`,
+/// in one snapshot; given a second connection, the other tables are read on it at the same time,
+/// on a task of their own (a closed partition never changes, so no shared snapshot is needed),
+/// which puts a second PostgreSQL backend and a second core to work.
+pub async fn write_month(
+    conn: &mut PgConnection,
+    second: Option<PgConnection>,
+    month: &Month,
+    dir: &Path,
+) -> Result<Manifest, ArchiveError> {
     let out = dir.join(&month.partition);
     std::fs::create_dir_all(&out).map_err(io(&out))?;
-    let mut tx = super::snapshot(conn).await?;
-    sqlx::query("SET LOCAL TimeZone = 'UTC'").execute(&mut *tx).await?;
-    // A month's scan is costed high enough to be JIT-compiled, which made it slower, not faster.
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-    let mut range = RangeHasher::new(month.first_seq as u64 - 1);
-    let mut files = Vec::new();
-    for table in TABLES {
-        let name = format!("{table}.ndjson.zst");
-        let path = out.join(&name);
-        let file = std::fs::File::create(&path).map_err(io(&path))?;
-        let mut enc =
-            zstd::Encoder::new(Hashing { inner: std::io::BufWriter::new(file), sha: Sha256::new() }, ZSTD_LEVEL)
-                .map_err(io(&path))?;
-        let partition = format!("{table}_{}", month.partition);
-        let sql = format!("SELECT row_to_json(p)::text FROM {partition} p ORDER BY {}", order_of(table));
-        let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(&mut *tx);
-        let mut n = 0u64;
-        while let Some(line) = rows.try_next().await? {
-            if table == "deliveries" {
-                let (seq, leaf) =
-                    leaf_of_line(&line).map_err(|why| ArchiveError::Partition { partition: partition.clone(), why })?;
-                if seq != month.first_seq + n as i64 {
-                    return Err(ArchiveError::Partition {
-                        partition,
-                        why: format!("seq {} where {} was next", seq, month.first_seq + n as i64),
-                    });
-                }
-                range.push(leaf);
+    let others: Vec<&'static str> = TABLES.iter().copied().filter(|t| *t != "deliveries").collect();
+    let beside = second.map(|mut c| {
+        let (month, out, tables) = (month.clone(), out.clone(), others.clone());
+        tokio::spawn(async move {
+            let mut tx = c.begin().await?;
+            archive_session(&mut tx).await?;
+            let mut files = Vec::new();
+            for table in tables {
+                files.push(write_table(&mut tx, table, &month, &out, None).await?);
             }
-            enc.write_all(line.as_bytes()).map_err(io(&path))?;
-            enc.write_all(b"\n").map_err(io(&path))?;
-            n += 1;
+            tx.commit().await?;
+            Ok::<_, ArchiveError>(files)
+        })
+    });
+    let mut tx = super::snapshot(conn).await?;
+    archive_session(&mut tx).await?;
+    let mut range = RangeHasher::new(month.first_seq as u64 - 1);
+    let mut files = vec![write_table(&mut tx, "deliveries", month, &out, Some(&mut range)).await?];
+    match beside {
+        Some(task) => {
+            files.extend(task.await.map_err(|e| ArchiveError::Partition {
+                partition: month.partition.clone(),
+                why: format!("the second connection's task failed: {e}"),
+            })??);
         }
-        drop(rows);
-        let mut hashing = enc.finish().map_err(io(&path))?;
-        hashing.flush().map_err(io(&path))?;
-        files.push(ArchiveFile {
-            table: table.to_owned(),
-            file: name,
-            rows: n,
-            sha256: hex::encode(hashing.sha.finalize()),
-        });
+        None => {
+            for table in &others {
+                files.push(write_table(&mut tx, table, month, &out, None).await?);
+            }
+        }
     }
+    // The manifest lists the files in TABLES order, however they were written.
+    files.sort_by_key(|f| TABLES.iter().position(|t| *t == f.table));
     let want = (month.last_seq - month.first_seq + 1) as u64;
     if range.leaves() != want {
         return Err(ArchiveError::Partition {

@@ -87,6 +87,22 @@ async fn archive_writes_whole_months_that_verify_against_the_tree_and_offline() 
     assert!(out.contains(&format!("archived {} (seq 4..=5)", month_dir(m2))), "{out}");
     assert!(!dir.path().join(month_dir(m3)).exists(), "the open month is not archived");
 
+    // Two connections (the default: the deliveries on one, the other tables on the other, at
+    // the same time) or one: the same files, byte for byte.
+    let one = TempDir::new(&format!("{}-one", app.db_name));
+    let to_one = one.path().to_str().unwrap();
+    let ran = run(&["archive", "--before", &month_arg(m3), "--to", to_one, "--connections", "1"], Some(&app.db_name));
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    for m in [m1, m2] {
+        for file in ["manifest.json", "deliveries.ndjson.zst", "action_events.ndjson.zst", "messages.ndjson.zst",
+                     "commands.ndjson.zst", "ticket_anomalies.ndjson.zst"] {
+            let read = |d: &Path| std::fs::read(d.join(month_dir(m)).join(file)).unwrap();
+            assert_eq!(read(dir.path()), read(one.path()), "{} {file}", month_dir(m));
+        }
+    }
+    let three = run(&["archive", "--before", &month_arg(m3), "--to", to_one, "--connections", "3"], Some(&app.db_name));
+    assert!(!three.status.success(), "one or two connections");
+
     // Files any engine reads: one JSON object per line, zstd; the rows as stored.
     let first = dir.path().join(month_dir(m1));
     let deliveries = lines(&first.join("deliveries.ndjson.zst"));

@@ -162,6 +162,9 @@ async fn unclassify(tx: &mut sqlx::PgConnection) {
     for sql in [
         "SELECT seq FROM reporting.classified FOR UPDATE",
         "DELETE FROM reporting.command_class",
+        "DELETE FROM reporting.proposal_runs",
+        "DELETE FROM reporting.command_days",
+        "DELETE FROM reporting.message_days",
         "UPDATE reporting.classified SET seq = 0",
     ] {
         sqlx::query(sql).execute(&mut *tx).await.unwrap();
@@ -209,19 +212,29 @@ fn psql_command<'a>(
     flags: &[&str],
     vars: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> tokio::process::Command {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(format!("{name}.sql"));
+    psql_file(app, &file, flags, vars)
+}
+
+/// `psql -X -v ON_ERROR_STOP=1 FLAGS -f FILE` with `vars`, on the test's database.
+fn psql_file<'a>(
+    app: &TestApp,
+    file: &Path,
+    flags: &[&str],
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> tokio::process::Command {
     let opts = app.db.connect_options();
     let host = match opts.get_socket() {
         Some(dir) => dir.display().to_string(),
         None => opts.get_host().to_owned(),
     };
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(format!("{name}.sql"));
     let mut cmd = tokio::process::Command::new("psql");
     cmd.args(["-X", "-v", "ON_ERROR_STOP=1"])
         .args(flags)
         .args(["-h", &host, "-p", &opts.get_port().to_string(), "-U", opts.get_username()])
         .args(["-d", opts.get_database().expect("a test database name")])
         .arg("-f")
-        .arg(&file);
+        .arg(file);
     for (k, v) in vars {
         cmd.arg("-v").arg(format!("{k}={v}"));
     }
@@ -457,6 +470,25 @@ async fn reports_read_the_same_rows_whether_commands_are_classified_or_not() {
     let (class_rows, _, behind) = classified_state(&mut tx).await;
     assert_eq!((class_rows, behind), (3, 10), "the watermark is on delivery 2");
     let partly = view_rows(&mut tx).await;
+    // Every other watermark too: rule 4's answers kept by the classifier (V12) for proposals at
+    // or below it, proposals run by commands above it (4 run in 9), and unclassified proposals.
+    let mut watermarks = Vec::new();
+    while ticket_audit::store::classify::step(&mut tx, 1).await.unwrap() > 0 {
+        let mark: i64 = sqlx::query_scalar("SELECT seq FROM reporting.classified").fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(view_rows(&mut tx).await, classified, "views with the watermark on delivery {mark}");
+        watermarks.push(mark);
+    }
+    assert_eq!(watermarks, [4, 6, 7, 8, 9, 11, 12], "one delivery with commands per step");
+    let kept: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT seq, run_seq FROM reporting.proposal_runs ORDER BY seq, position")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        [(2, Some(2)), (4, Some(9)), (6, None), (9, None), (9, None), (12, Some(12))],
+        "each proposal's first execution on its ticket, filled in when it was classified"
+    );
     tx.rollback().await.unwrap();
 
     assert!(classified.iter().all(|rows| rows.len() > 100), "{classified:?}");
@@ -613,6 +645,7 @@ async fn the_reporting_role_reads_and_changes_nothing() {
         "UPDATE ledger_head SET seq = 0",
         "SELECT reporting.classify(10)",
         "DELETE FROM reporting.command_class",
+        "UPDATE reporting.proposal_runs SET run_seq = NULL",
         "UPDATE reporting.classified SET seq = 0",
         "CREATE TABLE public.mine (x int)",
         "CREATE VIEW reporting.mine AS SELECT 1",
@@ -674,4 +707,72 @@ async fn the_report_command_prints_what_psql_prints_for_every_report_parameter_a
             assert_eq!(ran.stdout, expected, "report {} {vars:?} --format {format}", report.name);
         }
     }
+}
+
+/// Runs the report file `file` with psql against the test's database; the rows, fields joined
+/// by `|`.
+async fn report_file(app: &TestApp, file: &Path, vars: &[(&str, &str)]) -> Vec<String> {
+    let out = psql_file(app, file, &["-q", "-A", "-t", "-F", "|"], vars.iter().map(|(k, v)| (*k, *v)))
+        .output()
+        .await
+        .expect("run psql (it must be on PATH)");
+    assert!(out.status.success(), "psql -f {} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn reports_read_from_the_summaries_answer_as_the_reports_before_them_on_a_seeded_record() {
+    // bench/seed_reporting.sql's record (20,000 commands over 90 days, classified), then every
+    // report that reads V12's summaries against its text before V12 (tests/data), over windows
+    // with whole and partial days, with and without a tenant, and with the classifier's
+    // watermark in the middle of the record (summaries for part, rows for the rest).
+    let app = spawn_app().await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seed = psql_file(&app, &root.join("bench/seed_reporting.sql"), &["-q"], [("commands", "20000")])
+        .output()
+        .await
+        .unwrap();
+    assert!(seed.status.success(), "seed: {}", String::from_utf8_lossy(&seed.stderr));
+    let days: i64 = sqlx::query_scalar("SELECT count(*) FROM reporting.command_days").fetch_one(&app.db).await.unwrap();
+    assert!(days > 1000, "the classifier counted the seeded days: {days}");
+
+    let windows: [&[(&str, &str)]; 6] = [
+        &[],
+        &[("since", "2025-01-10 06:30"), ("until", "2025-02-03 13:00")],
+        &[("since", "2025-01-15"), ("until", "2025-01-15 12:00")],
+        &[("since", "2025-01-15 08:00"), ("until", "2025-01-16 08:00"), ("tenant", "acme")],
+        &[("since", "2025-02-01"), ("until", "2025-03-01"), ("tenant", "globex")],
+        &[("until", "2025-01-20 00:00:01")],
+    ];
+    let reports = ["agent_usage", "daily_activity", "failed_commands", "proposed_not_executed", "risky_commands", "top_tools"];
+    let compare = |label: &'static str| {
+        let app = &app;
+        async move {
+            for name in reports {
+                for vars in windows {
+                    let now = report_file(app, &root.join(format!("sql/{name}.sql")), vars).await;
+                    let before = report_file(app, &root.join(format!("tests/data/reports_before_v12/{name}.sql")), vars).await;
+                    assert!(!before.is_empty(), "{name} {vars:?}: no rows");
+                    assert_eq!(now, before, "{name} {vars:?}, {label}");
+                }
+            }
+        }
+    };
+    compare("classified").await;
+
+    // Classified up to the middle (about 7,000 commands), the watermark held so that the
+    // service's classifier does not move it while the reports run.
+    let opts: PgConnectOptions = (*app.db.connect_options()).clone();
+    let mut conn = raw_connection(&opts).await;
+    let mut tx = conn.begin().await.unwrap();
+    unclassify(&mut tx).await;
+    ticket_audit::store::classify::step(&mut tx, 7000).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut hold = conn.begin().await.unwrap();
+    let mark: i64 =
+        sqlx::query_scalar("SELECT seq FROM reporting.classified FOR UPDATE").fetch_one(&mut *hold).await.unwrap();
+    assert!(mark > 1000 && mark < 3000, "watermark at {mark}");
+    compare("classified in part").await;
+    hold.rollback().await.unwrap();
+    conn.close().await.unwrap();
 }

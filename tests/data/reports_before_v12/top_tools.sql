@@ -1,0 +1,35 @@
+-- The most used tools and sub-commands per agent (as before V12: tests/api/reports.rs compares it with sql/).
+-- Answers: for each agent, its `top` most used tools (aws, kubectl, ...) and its `top` most used
+-- sub-commands (aws s3, kubectl get, ...), with how often and what share of the agent's executed
+-- commands in the window they make.
+-- Parameters (psql -v NAME=VALUE, all optional): since (default -infinity), until (default
+-- infinity), tenant (default: all), top (default 5). Example:
+--     psql "$DATABASE_URL" -v top=3 -f sql/top_tools.sql
+-- Rules: executed commands only, received in [since, until); tool and sub-command by rule 1 in
+-- migrations/V3__reporting.sql (wrappers such as sudo and FOO=1 skipped); lines with no word are
+-- left out. Ties rank by name. Agent '(none)': unassigned tickets and commands without a ticket.
+-- Columns: agent, kind ('tool' or 'sub-command'), rank, name, uses, share_pct.
+\ir params.psql
+
+-- One pass over the commands, grouped by sub-command (each belongs to one tool); tools are sums.
+WITH per_sub_command AS (
+    SELECT coalesce(agent_name, '(none)') AS agent, tool, sub_command, count(*) AS uses
+    FROM reporting.commands
+    WHERE executed AND tool IS NOT NULL
+      AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
+      AND (:'tenant' = '' OR tenant_id = :'tenant')
+    GROUP BY 1, tool, sub_command
+), counted AS (
+    SELECT agent, 'tool' AS kind, tool AS name, sum(uses) AS uses FROM per_sub_command GROUP BY agent, tool
+    UNION ALL
+    SELECT agent, 'sub-command', sub_command, sum(uses) FROM per_sub_command GROUP BY agent, sub_command
+), ranked AS (
+    SELECT agent, kind, name, uses,
+           row_number() OVER (PARTITION BY agent, kind ORDER BY uses DESC, name COLLATE "C") AS rank,
+           sum(uses) OVER (PARTITION BY agent, kind) AS total
+    FROM counted
+)
+SELECT agent, kind, rank, name, uses, round(100.0 * uses / total, 1) AS share_pct
+FROM ranked
+WHERE rank <= (:'top')::int
+ORDER BY agent COLLATE "C", kind = 'tool' DESC, rank;
