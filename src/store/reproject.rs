@@ -26,10 +26,12 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     super::partitions::set_truncate_guard(&mut tx, "commands", false).await?;
     // The classifier's watermark first (a concurrent step finishes before), then its rows.
     sqlx::query("UPDATE reporting.classified SET seq = 0").execute(&mut *tx).await?;
-    sqlx::query("TRUNCATE action_events, messages, commands, tickets, ticket_anomalies, reporting.command_class, \
-         reporting.proposal_runs, reporting.command_days, reporting.message_days")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "TRUNCATE action_events, messages, commands, tickets, ticket_anomalies, reporting.command_class, \
+         reporting.proposal_runs, reporting.command_days, reporting.message_days",
+    )
+    .execute(&mut *tx)
+    .await?;
     super::partitions::set_truncate_guard(&mut tx, "commands", true).await?;
     let mut last = 0i64;
     let mut total = 0u64;

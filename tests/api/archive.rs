@@ -94,8 +94,14 @@ async fn archive_writes_whole_months_that_verify_against_the_tree_and_offline() 
     let ran = run(&["archive", "--before", &month_arg(m3), "--to", to_one, "--connections", "1"], Some(&app.db_name));
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     for m in [m1, m2] {
-        for file in ["manifest.json", "deliveries.ndjson.zst", "action_events.ndjson.zst", "messages.ndjson.zst",
-                     "commands.ndjson.zst", "ticket_anomalies.ndjson.zst"] {
+        for file in [
+            "manifest.json",
+            "deliveries.ndjson.zst",
+            "action_events.ndjson.zst",
+            "messages.ndjson.zst",
+            "commands.ndjson.zst",
+            "ticket_anomalies.ndjson.zst",
+        ] {
             let read = |d: &Path| std::fs::read(d.join(month_dir(m)).join(file)).unwrap();
             assert_eq!(read(dir.path()), read(one.path()), "{} {file}", month_dir(m));
         }

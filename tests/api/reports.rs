@@ -744,14 +744,16 @@ async fn reports_read_from_the_summaries_answer_as_the_reports_before_them_on_a_
         &[("since", "2025-02-01"), ("until", "2025-03-01"), ("tenant", "globex")],
         &[("until", "2025-01-20 00:00:01")],
     ];
-    let reports = ["agent_usage", "daily_activity", "failed_commands", "proposed_not_executed", "risky_commands", "top_tools"];
+    let reports =
+        ["agent_usage", "daily_activity", "failed_commands", "proposed_not_executed", "risky_commands", "top_tools"];
     let compare = |label: &'static str| {
         let app = &app;
         async move {
             for name in reports {
                 for vars in windows {
                     let now = report_file(app, &root.join(format!("sql/{name}.sql")), vars).await;
-                    let before = report_file(app, &root.join(format!("tests/data/reports_before_v12/{name}.sql")), vars).await;
+                    let before =
+                        report_file(app, &root.join(format!("tests/data/reports_before_v12/{name}.sql")), vars).await;
                     assert!(!before.is_empty(), "{name} {vars:?}: no rows");
                     assert_eq!(now, before, "{name} {vars:?}, {label}");
                 }
