@@ -9,8 +9,9 @@
 \pset footer off
 WITH sizes AS (
     SELECT t.name, t.part,
-           (SELECT coalesce(sum(pg_total_relation_size(p.relid)), 0)
-            FROM pg_partition_tree(t.name::regclass) p) AS bytes
+           -- A partitioned table's partitions; pg_partition_tree gives nothing for a plain table.
+           coalesce((SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(t.name::regclass) p),
+                    pg_total_relation_size(t.name::regclass)) AS bytes
     FROM (VALUES ('deliveries', 'record'), ('delivery_keys', 'record'), ('tree_hashes', 'record'),
                  ('checkpoints', 'record'), ('action_events', 'projection'), ('messages', 'projection'),
                  ('commands', 'projection'), ('tickets', 'projection'), ('ticket_anomalies', 'projection'),

@@ -12,32 +12,15 @@
 -- Columns: outcome, agent, commands, tickets, most_failing, last_failed_at.
 \ir params.psql
 
--- From the commands counted per day, ticket and sub-command (reporting.command_counts, V12):
--- one row per failure class of each, then counted per class and agent.
-WITH failed AS (
-    SELECT o.outcome, coalesce(t.agent_name, '(none)') AS agent, c.ticket_name AS ticket, c.sub_command,
-           o.n, o.last_at
-    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
-    LEFT JOIN public.tickets t ON t.name = c.ticket_name
-    CROSS JOIN LATERAL (VALUES ('error', c.error, c.last_error_at), ('denied', c.denied, c.last_denied_at),
-                               ('not_found', c.not_found, c.last_not_found_at),
-                               ('timeout', c.timeout, c.last_timeout_at)) o (outcome, n, last_at)
-    WHERE o.n > 0
-      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
-), most_failing AS (
-    -- The sub-command with the most failures (ties: the first by name), as mode() would give.
-    SELECT DISTINCT ON (outcome, agent) outcome, agent, sub_command
-    FROM (SELECT outcome, agent, sub_command, sum(n) AS n FROM failed WHERE sub_command IS NOT NULL
-          GROUP BY 1, 2, 3) per_sub_command
-    ORDER BY outcome, agent, n DESC, sub_command COLLATE "C"
-)
-SELECT f.outcome,
-       f.agent,
-       sum(f.n)::bigint AS commands,
-       count(DISTINCT f.ticket) AS tickets,
-       m.sub_command AS most_failing,
-       max(f.last_at) AS last_failed_at
-FROM failed f
-LEFT JOIN most_failing m ON m.outcome = f.outcome AND m.agent = f.agent
-GROUP BY f.outcome, f.agent, m.sub_command
-ORDER BY f.outcome COLLATE "C", commands DESC, f.agent COLLATE "C";
+SELECT outcome,
+       coalesce(agent_name, '(none)') AS agent,
+       count(*) AS commands,
+       count(DISTINCT ticket) AS tickets,
+       mode() WITHIN GROUP (ORDER BY sub_command COLLATE "C") AS most_failing,
+       max(at) AS last_failed_at
+FROM reporting.commands
+WHERE failed
+  AND at >= :'since'::timestamptz AND at < :'until'::timestamptz
+  AND (:'tenant' = '' OR tenant_id = :'tenant')
+GROUP BY outcome, 2
+ORDER BY outcome COLLATE "C", commands DESC, coalesce(agent_name, '(none)') COLLATE "C";
