@@ -3,8 +3,8 @@
 --
 -- reporting.proposals (V3) answered, for every proposal, "was an executed command with the same
 -- line recorded on its ticket at or after it?" with one index probe of commands_executed_key
--- per proposal: linear in the proposals, about 1.4 s at 10^6 commands and 14 s at 10^7
--- (bench/README.md). The answer can only turn from no to yes, when a later execution is stored.
+-- per proposal: linear in the proposals (1.4 s at 10^6 commands on the reporting seed, 24 s at
+-- 3*10^6 on the read benchmark's record under load: bench/README.md). The answer can only turn from no to yes, when a later execution is stored.
 -- So the classifier, which takes every command once and in seq order, keeps it:
 --
 --   * reporting.proposal_runs: one row per classified proposal, with run_seq, the first
