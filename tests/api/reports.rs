@@ -723,7 +723,8 @@ async fn report_file(app: &TestApp, file: &Path, vars: &[(&str, &str)]) -> Vec<S
 #[tokio::test]
 async fn reports_read_from_the_summaries_answer_as_the_reports_before_them_on_a_seeded_record() {
     // bench/seed_reporting.sql's record (20,000 commands over 90 days, classified), then every
-    // report that reads V12's summaries against its text before V12 (tests/data), over windows
+    // report that V12 changed (the summaries, reporting.proposals) against its text before V12
+    // (tests/data; failed_commands went back to it, and stays here as a guard), over windows
     // with whole and partial days, with and without a tenant, and with the classifier's
     // watermark in the middle of the record (summaries for part, rows for the rest).
     let app = spawn_app().await;
