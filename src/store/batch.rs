@@ -11,7 +11,7 @@ use super::{partitions, tree};
 use crate::domain::ledger::{chain_hash, leaf_hash, ChainedFields, Hash};
 use crate::domain::merkle::RightEdge;
 use crate::domain::timestamp::truncate_to_micros;
-use crate::domain::{DeliveryKey, Normalized, TicketState};
+use crate::domain::{DeliveryKey, KeySource, Normalized, TicketState};
 
 /// A delivery ready to store: checked, keyed and normalized by the caller.
 #[derive(Debug, Clone)]
@@ -179,6 +179,8 @@ pub async fn execute_batch(
     let mut fresh: Vec<Projected<'_>> = Vec::new();
     let mut leaves = Vec::new();
     let mut rows = DeliveryColumns::default();
+    // The redaction entries among the new deliveries: each is applied once its row is in.
+    let mut redactions = Vec::new();
     for d in batch {
         let (scope, key) = d.key.identity();
         let id = (scope, key.to_owned());
@@ -204,6 +206,9 @@ pub async fn execute_batch(
             body_sha256: &d.body_sha256,
         }));
         mine.keys.insert(id, head_seq);
+        if d.key.source() == KeySource::Redaction {
+            redactions.push(head_seq);
+        }
         fresh.push(Projected { seq: head_seq, at: recorded_at, normalized: &d.normalized });
         outcomes.push(Outcome { seq: head_seq, duplicate: false });
     }
@@ -217,6 +222,11 @@ pub async fn execute_batch(
         mine.tickets = tickets;
         let hashes = tree::StoredHashes::append(&mut edge, &leaves);
         store(&mut tx, &rows, &projection, Some(&hashes)).await?;
+        // A redaction is applied in the transaction that records it: whole or not at all
+        // (V11's ticket_audit_redact reads the entry just stored and blanks its target).
+        for entry in &redactions {
+            sqlx::query("SELECT ticket_audit_redact($1)").bind(entry).execute(&mut *tx).await?;
+        }
         if !locked {
             // The swap. FOR UPDATE waits for the predecessor's commit and then reads the head
             // it left (a plain `UPDATE ... WHERE seq = $expected` would judge the row by the

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod partitions;
 pub mod read;
+pub mod redaction;
 pub mod replica;
 pub mod report;
 pub mod reproject;

@@ -134,6 +134,9 @@ pub struct TimelineRecord {
     pub action: Option<PgText>,
     pub status_code: Option<i32>,
     pub success: Option<bool>,
+    /// Its delivery was redacted: the text is gone (queries that do not say are taken as not).
+    #[sqlx(default)]
+    pub redacted: bool,
 }
 
 /// A ticket's timeline, oldest first, after (seq, position). The caller checks the ticket is visible.
@@ -173,6 +176,9 @@ pub struct CommandRecord {
     pub result: Option<PgText>,
     pub executed: bool,
     pub recorded_at: OffsetDateTime,
+    /// Its delivery was redacted: `command` is empty, `result` null.
+    #[sqlx(default)]
+    pub redacted: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -217,7 +223,8 @@ fn commands_query(
     limit: i64,
 ) -> Built {
     const COLUMNS: &str = "SELECT c.seq, c.position, c.ticket_name, t.tenant_id, t.agent_name, t.agent_id, \
-         c.command, c.result, c.executed, c.recorded_at";
+         c.command, c.result, c.executed, c.recorded_at, \
+         EXISTS (SELECT FROM redactions r WHERE r.target_seq = c.seq) AS redacted";
     let mut q = match classes {
         None => select(&format!("{COLUMNS} FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name")),
         Some(_) => select(&format!(
@@ -402,6 +409,11 @@ pub struct DeliveryRecord {
     pub tenant_id: Option<PgText>,
     pub recorded_at: OffsetDateTime,
     pub unprojected: bool,
+    /// Set when the delivery was redacted: the entry that records it, why, by whom, when.
+    pub redaction_seq: Option<i64>,
+    pub redaction_reason: Option<String>,
+    pub redaction_actor: Option<String>,
+    pub redacted_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -414,8 +426,9 @@ pub struct DeliveryFilter {
 const DELIVERY_COLUMNS: &str = "SELECT d.seq, d.received_at, d.dedup_key, d.key_source, d.action, d.status_code, \
      d.headers, d.normalize_error, length(d.body) AS size, d.body_sha256, d.hash, e.ticket_name, \
      coalesce(t.tenant_id, e.carried_tenant) AS tenant_id, coalesce(d.recorded_at, d.received_at) AS recorded_at, \
-     d.unprojected \
-     FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq LEFT JOIN tickets t ON t.name = e.ticket_name";
+     d.unprojected, r.redaction_seq, r.reason AS redaction_reason, r.actor AS redaction_actor, r.redacted_at \
+     FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq LEFT JOIN tickets t ON t.name = e.ticket_name \
+     LEFT JOIN redactions r ON r.target_seq = d.seq";
 
 /// A delivery belongs to the tenant of the ticket it concerns, else to the tenant it carries:
 /// `coalesce(t.tenant_id, e.carried_tenant) = $n`, written out so the planner can estimate it. It
