@@ -207,7 +207,9 @@ pub async fn execute_batch(
         }));
         mine.keys.insert(id, head_seq);
         if d.key.source() == KeySource::Redaction {
-            redactions.push(head_seq);
+            if let Some(target) = crate::domain::redaction::target_of_key(key) {
+                redactions.push((head_seq, target));
+            }
         }
         fresh.push(Projected { seq: head_seq, at: recorded_at, normalized: &d.normalized });
         outcomes.push(Outcome { seq: head_seq, duplicate: false });
@@ -224,8 +226,12 @@ pub async fn execute_batch(
         store(&mut tx, &rows, &projection, Some(&hashes)).await?;
         // A redaction is applied in the transaction that records it: whole or not at all
         // (V11's ticket_audit_redact reads the entry just stored and blanks its target).
-        for entry in &redactions {
+        for &(entry, target) in &redactions {
+            let texts = ticket_texts_of(&mut tx, target).await?;
             sqlx::query("SELECT ticket_audit_redact($1)").bind(entry).execute(&mut *tx).await?;
+            for state in clear_ticket_texts(&mut tx, &texts).await? {
+                mine.tickets.insert(state.name.clone(), state);
+            }
         }
         if !locked {
             // The swap. FOR UPDATE waits for the predecessor's commit and then reads the head
@@ -246,6 +252,61 @@ pub async fn execute_batch(
         Head { seq: head_seq, hash: prev, at: Some(recorded_at), edge }
     };
     Ok(Executed { tx, outcomes, head: after, in_flight: mine, conflicts })
+}
+
+/// The free text a delivery gave its tickets (titles, a `CreateTime` that was not a time), by
+/// ticket: what a redaction of it takes off the tickets, where they still hold it.
+async fn ticket_texts_of(
+    conn: &mut PgConnection,
+    seq: i64,
+) -> Result<Vec<(PgText, Vec<PgText>, Vec<PgText>)>, sqlx::Error> {
+    let row: Option<(Vec<u8>, bool)> = sqlx::query_as("SELECT body, unprojected FROM deliveries WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(n) = row.and_then(|(body, unprojected)| crate::domain::derive(&body, unprojected)) else {
+        return Ok(Vec::new());
+    };
+    let mut by_ticket: HashMap<String, (Vec<PgText>, Vec<PgText>)> = HashMap::new();
+    for u in &n.ticket_updates {
+        let e = by_ticket.entry(u.name.clone()).or_default();
+        e.0.extend(u.title.as_deref().map(PgText::from));
+        if let Some(crate::domain::CreateTime::Unparsed(t)) = &u.create_time {
+            e.1.push(PgText::from(t.as_str()));
+        }
+    }
+    Ok(by_ticket
+        .into_iter()
+        .filter(|(_, (titles, times))| !titles.is_empty() || !times.is_empty())
+        .map(|(name, (titles, times))| (PgText(name), titles, times))
+        .collect())
+}
+
+/// Takes a redacted delivery's text off its tickets (a title or a `CreateTime` text the ticket
+/// still holds is set to null), returning the tickets as they are then: the batch after this one
+/// folds into those, not into what it may have read before this commits.
+async fn clear_ticket_texts(
+    conn: &mut PgConnection,
+    texts: &[(PgText, Vec<PgText>, Vec<PgText>)],
+) -> Result<Vec<TicketState>, sqlx::Error> {
+    let mut states = Vec::new();
+    for (name, titles, times) in texts {
+        let row: Option<TicketRecord> = sqlx::query_as(
+            "UPDATE tickets SET \
+                 title = CASE WHEN title = ANY($2::text[]) THEN NULL ELSE title END, \
+                 create_time_text = CASE WHEN create_time_text = ANY($3::text[]) THEN NULL ELSE create_time_text END \
+             WHERE name = $1 \
+             RETURNING name, title, status, tenant_id, agent_name, agent_id, created_at, create_time_text, \
+                       first_seen_at, first_seen_seq, last_activity_at, message_count, command_count",
+        )
+        .bind(name)
+        .bind(titles)
+        .bind(times)
+        .fetch_optional(&mut *conn)
+        .await?;
+        states.extend(row.map(TicketState::from));
+    }
+    Ok(states)
 }
 
 /// A stored delivery and what it normalizes to: the input of the projection.

@@ -224,7 +224,8 @@ fn commands_query(
 ) -> Built {
     const COLUMNS: &str = "SELECT c.seq, c.position, c.ticket_name, t.tenant_id, t.agent_name, t.agent_id, \
          c.command, c.result, c.executed, c.recorded_at, \
-         EXISTS (SELECT FROM redactions r WHERE r.target_seq = c.seq) AS redacted";
+         CASE WHEN c.command = '' THEN EXISTS (SELECT FROM redactions r WHERE r.target_seq = c.seq) ELSE false END \
+         AS redacted";
     let mut q = match classes {
         None => select(&format!("{COLUMNS} FROM commands c LEFT JOIN tickets t ON t.name = c.ticket_name")),
         Some(_) => select(&format!(
@@ -428,7 +429,8 @@ const DELIVERY_COLUMNS: &str = "SELECT d.seq, d.received_at, d.dedup_key, d.key_
      coalesce(t.tenant_id, e.carried_tenant) AS tenant_id, coalesce(d.recorded_at, d.received_at) AS recorded_at, \
      d.unprojected, r.redaction_seq, r.reason AS redaction_reason, r.actor AS redaction_actor, r.redacted_at \
      FROM deliveries d LEFT JOIN action_events e ON e.seq = d.seq LEFT JOIN tickets t ON t.name = e.ticket_name \
-     LEFT JOIN redactions r ON r.target_seq = d.seq";
+     LEFT JOIN LATERAL (SELECT r.redaction_seq, r.reason, r.actor, r.redacted_at FROM redactions r \
+                        WHERE length(d.body) = 0 AND r.target_seq = d.seq) r ON true";
 
 /// A delivery belongs to the tenant of the ticket it concerns, else to the tenant it carries:
 /// `coalesce(t.tenant_id, e.carried_tenant) = $n`, written out so the planner can estimate it. It
