@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # What redaction costs the read path: the read API's queries as they were (A) and as they are
 # with the redaction marks (B: a probe of `redactions` for the rows of the page whose text is
-# empty, a tombstone's, and for deliveries with an empty body), on one store, A and B interleaved in one run, by pgbench (one client, one
-# connection, prepared statements as the service uses them). Prints queries/s and B/A.
+# empty, a tombstone's, and for deliveries with an empty body), on one store, by pgbench (one
+# client, one connection, prepared statements as the service uses them), A and B drawn at random
+# for every transaction of one run. Prints each one's mean latency and B/A.
 #
-#   bench/redaction_reads.sh [--deliveries 200000] [--redactions 1000] [--seconds 10] [--rounds 3]
+#   bench/redaction_reads.sh [--deliveries 200000] [--redactions 1000] [--seconds 10] [--rounds 3] [--keep]
 #
 # Needs psql, pgbench and a PostgreSQL (DATABASE_URL's server, else postgres@127.0.0.1:5432);
 # creates the database ta_bench_redact and drops it at the end. The schema is the one this
 # build migrates to (target/debug/ticket-audit, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deliveries=200000 redactions=1000 seconds=10 rounds=3
+deliveries=200000 redactions=1000 seconds=10 rounds=3 keep=
 while [ $# -gt 0 ]; do
     case "$1" in
         --deliveries) deliveries=$2; shift 2 ;;
         --redactions) redactions=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
         *) sed -n '2,12p' "$0"; exit 2 ;;
     esac
 done
@@ -71,7 +73,8 @@ RESET session_replication_role;
 VACUUM ANALYZE;
 SQL
 work=$(mktemp -d)
-trap 'rm -rf "$work"; psql -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
+if [ -n "$keep" ]; then trap 'rm -rf "$work"' EXIT; else
+    trap 'rm -rf "$work"; psql -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT; fi
 ticket="\\set t random(0, $((tickets - 1)))"
 name="'T-' || lpad(:t::text, 6, '0')"
 mark="CASE WHEN c.command = '' THEN EXISTS (SELECT FROM redactions r WHERE r.target_seq = c.seq) ELSE false END"
@@ -106,19 +109,15 @@ echo "SELECT $dcols, r.redaction_seq, r.reason, r.actor, r.redacted_at $djoin LE
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $deliveries deliveries, $(psql -tAq "$url" -c 'SELECT count(*) FROM commands') commands, $redactions redactions"
 echo
-echo "| read | A: before (q/s) | B: with redaction marks (q/s) | B/A |"
+echo "| read | A: before, mean latency (ms) | B: with redaction marks (ms) | B/A |"
 echo "|---|---|---|---|"
 for read in commands recent timeline deliveries; do
-    a=0 b=0
-    for _ in $(seq "$rounds"); do
-        for v in A B; do
-            tps=$(pgbench -n -M prepared -c 1 -T "$seconds" -f "$work/${read}_$v.sql" "$url" 2>/dev/null \
-                | awk '/^tps/ {print $3; exit}')
-            if [ "$v" = A ]; then a=$(echo "$a + $tps" | bc -l); else b=$(echo "$b + $tps" | bc -l); fi
-        done
-    done
-    printf '| %s | %.0f | %.0f | %.2f |\n' "$read" "$(echo "$a / $rounds" | bc -l)" "$(echo "$b / $rounds" | bc -l)" \
-        "$(echo "$b / $a" | bc -l)"
+    # One run, A and B drawn at random for every transaction: both see the same machine.
+    out=$(pgbench -n -M prepared -c 1 -T "$((seconds * rounds))" -f "$work/${read}_A.sql@1" -f "$work/${read}_B.sql@1" \
+        "$url" 2>/dev/null)
+    lat=$(printf '%s\n' "$out" | awk '/^SQL script/ {s++} /latency average/ && s {print $5}')
+    a=$(printf '%s\n' "$lat" | sed -n 1p) b=$(printf '%s\n' "$lat" | sed -n 2p)
+    printf '| %s | %.3f | %.3f | %.2f |\n' "$read" "$a" "$b" "$(echo "$b / $a" | bc -l)"
 done
 echo
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -65,12 +65,7 @@ impl From<crate::store::redaction::Redaction> for Redacted {
 impl From<DeliveryRecord> for Delivery {
     fn from(r: DeliveryRecord) -> Self {
         let s = |v: Option<_>| v.map(String::from);
-        let redacted = match (r.redaction_seq, r.redaction_reason, r.redaction_actor, r.redacted_at) {
-            (Some(redaction_seq), Some(reason), Some(by), Some(at)) => {
-                Some(Redacted { redaction_seq, reason, by, at: rfc3339(at) })
-            }
-            _ => None,
-        };
+        let redacted = r.redaction.map(Redacted::from);
         Delivery {
             id: r.seq,
             delivery_id: r.seq,

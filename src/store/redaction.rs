@@ -59,6 +59,14 @@ pub async fn find(pool: &PgPool, seq: i64) -> Result<Option<Redaction>, sqlx::Er
         .await
 }
 
+/// The redactions of those of `seqs` that were redacted.
+pub async fn among(pool: &PgPool, seqs: &[i64]) -> Result<Vec<Redaction>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM redactions WHERE target_seq = ANY($1)"))
+        .bind(seqs)
+        .fetch_all(pool)
+        .await
+}
+
 /// Every redaction applied, by the redacted delivery's seq.
 pub async fn all(conn: &mut PgConnection) -> Result<Vec<Redaction>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM redactions ORDER BY target_seq")).fetch_all(conn).await

@@ -465,3 +465,33 @@ async fn a_delivery_of_an_archived_and_dropped_month_is_refused_with_what_to_do(
     assert_eq!(app.count("redactions").await, 0);
     assert_eq!(app.count("deliveries").await, 1);
 }
+
+#[tokio::test]
+async fn an_add_tickets_title_goes_with_its_redaction_and_its_identifiers_stay() {
+    let app = spawn_app().await;
+    let add = serde_json::json!({"Action": "POST:Ticket/AddTicket", "Data": {"RequestBody": {"Ticket": {
+        "Name": "T-7", "Title": format!("printer {SECRET}"), "CreateTime": format!("soon {SECRET}"),
+        "Assignee": {"AgentName": "aws", "AgentId": "id-aws"}, "TenantId": "tenant-a", "Status": "Open"}},
+        "StatusCode": 200}});
+    app.deliver(&add.to_string()).await;
+    app.deliver(&message("T-7", "u", "a", &[("ls", "ok")])).await;
+    assert!(tables_holding(&app.db, SECRET).await.iter().any(|t| t == "tickets"));
+    assert_eq!(post_redact(&app, 1, r#"{"reason": "erasure"}"#, None).await.status(), 201);
+    // A batch after it, on the same ticket, folds into the ticket as the redaction left it.
+    app.deliver(&message("T-7", "u2", "a2", &[])).await;
+    assert_eq!(tables_holding(&app.db, SECRET).await, Vec::<String>::new());
+    let t = app.get_json("/api/v1/tickets/T-7").await;
+    assert_eq!((&t["title"], &t["create_time_text"]), (&Value::Null, &Value::Null), "{t}");
+    assert_eq!((t["tenant_id"].as_str(), t["status"].as_str()), (Some("tenant-a"), Some("Open")), "{t}");
+    assert_eq!(t["assignee"]["agent_name"], "aws");
+    // reproject gives the same ticket, from the entry's projection without text.
+    let url = database_url(&app.db_name);
+    let ran = run_bounded(cli(&["reproject"], &[("DATABASE_URL", url.as_str())]), std::time::Duration::from_secs(120));
+    assert!(ran.status.success(), "{}", ran.stderr);
+    let again = app.get_json("/api/v1/tickets/T-7").await;
+    assert_eq!(again, t);
+    assert_eq!(tables_holding(&app.db, SECRET).await, Vec::<String>::new());
+    let mut conn = app.db.acquire().await.unwrap();
+    let report = ticket_audit::store::ledger::verify(&mut conn, None).await.unwrap();
+    assert!(report.ok, "{:?}", report.first_break);
+}

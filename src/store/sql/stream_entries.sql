@@ -1,11 +1,6 @@
 -- The live tail: every ticket's timeline entries after ($1, $2), in (seq, position) order, with the
 -- ticket they belong to. The same three parts as timeline.sql (the same kinds, columns and
 -- order), over all tickets: each part walks its primary key from the cursor and is cut at the page.
--- Whether an entry's delivery was redacted is asked of the page's rows only, and only of those whose text
--- is empty (a tombstone's).
-SELECT p.*, CASE WHEN coalesce(p.content, p.command, '') = ''
-                 THEN EXISTS (SELECT FROM redactions r WHERE r.target_seq = p.seq) ELSE false END AS redacted
-FROM (
 SELECT ticket_name, seq, position, at, kind, content, command, result, action, status_code, success FROM (
     (SELECT e.ticket_name, e.seq, 0 AS position, e.received_at AS at, e.kind, NULL::text AS content,
             NULL::text AS command, NULL::text AS result, e.action, e.status_code, e.success
@@ -31,5 +26,3 @@ SELECT ticket_name, seq, position, at, kind, content, command, result, action, s
 ) entries
 ORDER BY seq, position
 LIMIT $3
-) p
-ORDER BY p.seq, p.position

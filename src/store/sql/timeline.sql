@@ -1,10 +1,6 @@
 -- A ticket's timeline: its shown action events, messages and commands, merged in (seq, position) order.
 -- Each part is read in index order and cut at the page size, so a page costs the same however long
--- the ticket's history is (rather than fetching and sorting all of it). Whether an entry's delivery
--- was redacted is asked of the page's rows only, and only of those whose text is empty (a tombstone's).
-SELECT p.*, CASE WHEN coalesce(p.content, p.command, '') = ''
-                 THEN EXISTS (SELECT FROM redactions r WHERE r.target_seq = p.seq) ELSE false END AS redacted
-FROM (
+-- the ticket's history is (rather than fetching and sorting all of it).
 SELECT seq, position, at, kind, content, command, result, action, status_code, success FROM (
     (SELECT e.seq, 0 AS position, e.received_at AS at, e.kind, NULL::text AS content, NULL::text AS command,
             NULL::text AS result, e.action, e.status_code, e.success
@@ -29,5 +25,3 @@ SELECT seq, position, at, kind, content, command, result, action, status_code, s
 ) entries
 ORDER BY seq, position
 LIMIT $4
-) p
-ORDER BY p.seq, p.position
