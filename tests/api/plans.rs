@@ -451,3 +451,30 @@ async fn every_read_query_is_planned_with_an_index() {
     conn.close().await.unwrap();
     assert!(failures.is_empty(), "{} plans without an index:\n\n{}", failures.len(), failures.join("\n\n"));
 }
+
+/// The writer's reads before each batch (its stored keys, its tickets) are prepared once per
+/// connection and run with a generic plan. Planned on empty tables, as on a new database, such a
+/// plan would scan them whole on every batch once they are large; the write pool's settings
+/// (`store::WRITE_SESSION`) make every read an index probe however empty the tables were.
+#[tokio::test]
+async fn the_writers_lookup_probes_indexes_even_when_planned_on_empty_tables() {
+    let (options, name) = fresh_database().await;
+    let _drop = DropOnSharedServer(name);
+    let mut conn = options.options(ticket_audit::store::WRITE_SESSION).connect().await.expect("connect");
+    sqlx::raw_sql("ANALYZE").execute(&mut conn).await.unwrap();
+    let prepare = format!("PREPARE lookup (text[], text[], text[]) AS {}", ticket_audit::store::batch::LOOKUP_SQL);
+    sqlx::raw_sql(&prepare).execute(&mut conn).await.expect("prepare the lookup");
+    // EXPLAIN EXECUTE of a prepared statement shows the plan it runs: generic, as the writer's are.
+    let plan: Value =
+        sqlx::query_scalar("EXPLAIN (FORMAT JSON) EXECUTE lookup ('{webhook,webhook}', '{msg_1,msg_2}', '{T-1,T-2}')")
+            .fetch_one(&mut conn)
+            .await
+            .expect("EXPLAIN the lookup");
+    let pretty = serde_json::to_string_pretty(&plan).unwrap();
+    assert!(pretty.contains("$3"), "not the generic plan:\n{pretty}");
+    assert!(!pretty.contains("Seq Scan"), "a sequential scan in\n{pretty}");
+    for index in ["delivery_keys_pkey", "tickets_pkey"] {
+        assert!(pretty.contains(&format!("\"Index Name\": \"{index}\"")), "no probe of {index} in\n{pretty}");
+    }
+    conn.close().await.unwrap();
+}
