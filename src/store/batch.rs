@@ -226,7 +226,7 @@ pub async fn execute_batch(
         // that commit, and fail for nothing.) Under lock the head cannot have moved. A batch of
         // duplicates only, one of them answered from the batch in flight, swaps the head with
         // itself: it checks that its predecessor committed.
-        let swapped: bool = sqlx::query_scalar(include_str!("sql/advance_head.sql"))
+        let swapped: bool = sqlx::query_scalar(ADVANCE_HEAD_SQL)
             .bind(start.seq)
             .bind(&start.hash[..])
             .bind(after.seq)
@@ -240,6 +240,9 @@ pub async fn execute_batch(
     }
     Ok(Executed { tx, outcomes, head: after, in_flight: mine, conflicts })
 }
+
+/// The head's compare-and-swap (see the file).
+pub const ADVANCE_HEAD_SQL: &str = include_str!("sql/advance_head.sql");
 
 /// A batch's reads: `$1` key scopes, `$2` keys, `$3` ticket names (see the file).
 pub const LOOKUP_SQL: &str = include_str!("sql/lookup_batch.sql");
