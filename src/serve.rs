@@ -70,7 +70,7 @@ pub async fn serve(
             store::pool(options, pools.db_max_connections, acquire, role)
         });
     // Two batches at once (one committing, the next going in), and one to spare for a locked retry.
-    let write_pool = store::pool(db, 3, acquire, role);
+    let write_pool = store::write_pool(db, 3, acquire, role);
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max)?;
     let stop_classifier = CancellationToken::new();

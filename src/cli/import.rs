@@ -43,7 +43,7 @@ pub async fn run(args: ImportArgs) -> Result<ExitCode, BoxError> {
     let db = Database::resolve(&args.database, false, 0).await?;
     let result = async {
         db.prepare_schema(args.database.no_migrate).await?;
-        let pool = store::pool(db.options.clone(), 2, Duration::from_secs(30), None);
+        let pool = store::write_pool(db.options.clone(), 2, Duration::from_secs(30), None);
         let (writer, task) = Writer::spawn_in_order(pool.clone(), 8192, 256)?;
         let summary = match input {
             None => crate::ingest::import(tokio::io::BufReader::new(tokio::io::stdin()), &writer).await,

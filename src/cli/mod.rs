@@ -9,6 +9,7 @@ mod import;
 mod keygen;
 mod migrate;
 mod psql;
+mod redact;
 mod report;
 mod reproject;
 mod serve;
@@ -62,6 +63,8 @@ pub enum Command {
     CheckEvidence(check_evidence::CheckEvidenceArgs),
     /// Write whole months before --before to files (zstd NDJSON and a manifest tied to a signed checkpoint); --drop then drops them.
     Archive(archive::ArchiveArgs),
+    /// Redact a delivery: its body and projected text become a tombstone that keeps its proof; the redaction is a ledger entry of its own.
+    Redact(redact::RedactArgs),
 }
 
 /// Runs the command; on failure, logs and prints the error with its causes, and exits 1.
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Evidence(args) => evidence::run(args).await,
         Command::CheckEvidence(args) => check_evidence::run(args).await,
         Command::Archive(args) => archive::run(args).await,
+        Command::Redact(args) => redact::run(args).await,
     };
     match result {
         Ok(code) => code,

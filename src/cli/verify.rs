@@ -86,6 +86,13 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, BoxError> {
             report.head.seq,
             hex::encode(&report.head.hash)
         );
+        // Reported, not broken: the chain and the leaf still cover each body's SHA-256.
+        for r in &report.redacted {
+            println!(
+                "redacted: seq {} (redaction entry {}, {}, by {}): {}",
+                r.seq, r.redaction_seq, r.at, r.actor, r.reason
+            );
+        }
         if let Some(log) = log.as_ref().filter(|l| l.ok) {
             println!(
                 "checked every stored tree hash; the tree of {} leaves extends the checkpoint of {}",

@@ -9,6 +9,8 @@ pub enum KeySource {
     SvixId,
     IdempotencyKey,
     BodySha256,
+    /// The service's own entry recording a redaction (`domain::redaction`); never a sender's.
+    Redaction,
 }
 
 impl KeySource {
@@ -18,6 +20,7 @@ impl KeySource {
             KeySource::SvixId => "svix-id",
             KeySource::IdempotencyKey => "idempotency-key",
             KeySource::BodySha256 => "body-sha256",
+            KeySource::Redaction => "redaction",
         }
     }
 
@@ -30,6 +33,7 @@ impl KeySource {
             KeySource::WebhookId | KeySource::SvixId => "webhook-id",
             KeySource::IdempotencyKey => "idempotency-key",
             KeySource::BodySha256 => "body-sha256",
+            KeySource::Redaction => "redaction",
         }
     }
 }
@@ -75,6 +79,11 @@ impl DeliveryKey {
             value: format!("sha256:{}", hex::encode(body_sha256)),
             source: KeySource::BodySha256,
         }))
+    }
+
+    /// The key of the entry that redacts delivery `target` (`domain::redaction::key_of`).
+    pub fn redaction(target: i64) -> Self {
+        DeliveryKey { value: super::redaction::key_of(target), source: KeySource::Redaction }
     }
 
     pub fn as_str(&self) -> &str {

@@ -9,6 +9,7 @@ pub mod key;
 pub mod ledger;
 pub mod merkle;
 pub mod normalize;
+pub mod redaction;
 pub mod ticket;
 pub mod timestamp;
 

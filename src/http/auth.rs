@@ -220,6 +220,18 @@ impl ApiAuth {
         matches!(self, ApiAuth::Open)
     }
 
+    /// Who a request acts as, for the record of an admin action: `api-token:` and the first 12
+    /// hex digits of the bearer token's SHA-256 (`printf %s TOKEN | sha256sum` tells which token;
+    /// the token itself is never recorded), or `api (open)` without API_TOKENS.
+    pub fn actor(&self, headers: &HeaderMap) -> String {
+        match (self, bearer(headers)) {
+            (ApiAuth::Tokens(_), Some(token)) => {
+                format!("api-token:{}", &hex::encode(TokenDigest::of(token).0)[..12])
+            }
+            _ => "api (open)".to_owned(),
+        }
+    }
+
     /// The reader of a request by its bearer token alone.
     pub fn scope(&self, headers: &HeaderMap) -> Result<Scope, ApiError> {
         let ApiAuth::Tokens(set) = self else { return Ok(Scope::All) };

@@ -29,6 +29,15 @@ pub enum ApiError {
     /// Once there, now elsewhere: an archived month (the detail says where).
     #[error("{0}")]
     Gone(String),
+    /// Once there, now replaced by a tombstone: a redacted delivery (the detail says by whom and why).
+    #[error("{0}")]
+    Redacted(String),
+    /// An admin action asked with a token that is not an admin's.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The request cannot be carried out on the thing as it is (the detail says what to do).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Unavailable(&'static str, #[source] Option<Box<dyn std::error::Error + Send + Sync>>),
     #[error("internal error")]
@@ -76,6 +85,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::Gone(_) => (StatusCode::GONE, "archived"),
+            ApiError::Redacted(_) => (StatusCode::GONE, "redacted"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),

@@ -33,7 +33,7 @@ pub async fn head(State(app): State<AppState>, _: Admin) -> Result<Json<Head>, A
 
 /// Runs the same check as `ticket-audit verify`; 200 with `ok: false` and the break when it fails.
 #[utoipa::path(get, path = "/ledger/verify", tag = "ledger",
-    responses((status = 200, body = Object, description = "{ok, deliveries, commands, head, break: {kind, seq, detail} | null}"), ReadProblems),
+    responses((status = 200, body = Object, description = "{ok, deliveries, commands, head, break: {kind, seq, detail} | null, redacted: [{seq, redaction_seq, reason, actor, at}]}"), ReadProblems),
     security(("bearer" = [])))]
 pub async fn verify(State(app): State<AppState>, _: Admin) -> Result<Json<ledger::Report>, ApiError> {
     // A scan of the whole record: the replica's work, when there is one.

@@ -112,6 +112,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::one))
         .routes(routes!(deliveries::raw))
+        .routes(routes!(deliveries::redact))
         .routes(routes!(ledger::head))
         .routes(routes!(ledger::verify))
         .routes(routes!(anomalies::list))

@@ -217,6 +217,11 @@ pub async fn evidence_of(conn: &mut sqlx::PgConnection, scope: &read::Scope, id:
              its leaf is still in the log (GET /api/v1/ledger/proof/inclusion?seq={seq}&tree_size=N)",
             at.line, at.file, at.directory
         ))),
+        Found::Redacted(r) => Err(ApiError::Redacted(format!(
+            "command {id} belongs to delivery {seq}, redacted {} by {} (redaction entry {}): {}. No body is left to \
+             check it against; the delivery's leaf is still in the log (GET /api/v1/ledger/proof/inclusion?seq={seq}&tree_size=N)",
+            crate::http::rfc3339(r.redacted_at), r.actor, r.redaction_seq, r.reason
+        ))),
     }
 }
 
@@ -225,7 +230,7 @@ pub async fn evidence_of(conn: &mut sqlx::PgConnection, scope: &read::Scope, id:
 #[utoipa::path(get, path = "/commands/{id}/evidence", tag = "verifiable log",
     params(("id" = String, Path, description = "the command's id (SEQ.POSITION)")),
     responses((status = 200, body = Object, description = "{command, delivery: {seq, received_at, key, action, status_code, body_sha256, body}, leaf_index, leaf_hash, tree_size, inclusion, checkpoint}"),
-        (status = 410, description = "the command's month is archived: the detail names the file and line of its delivery", content_type = "application/problem+json"),
+        (status = 410, description = "the command's month is archived (the detail names the file and line of its delivery), or its delivery was redacted (`urn:ticket-audit:problem:redacted`)", content_type = "application/problem+json"),
         ReadProblems),
     security(("bearer" = [])))]
 pub async fn command_evidence(

@@ -137,6 +137,9 @@ pub struct TimelineEntry {
     pub action: Option<String>,
     pub status_code: Option<i32>,
     pub success: Option<bool>,
+    /// Its delivery was redacted (`POST /admin/deliveries/{id}/redact`): `content`, `command` and
+    /// `result` are null, the text is gone; the entry, its time and its kind stay.
+    pub redacted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
@@ -162,6 +165,7 @@ impl From<TimelineRecord> for TimelineEntry {
             _ => Kind::Action,
         };
         let is_event = matches!(kind, Kind::TicketCreated | Kind::Action);
+        let text = |v: Option<_>| if r.redacted { None } else { s(v) };
         TimelineEntry {
             id: format!("{}.{}", r.seq, r.position),
             seq: r.seq,
@@ -169,12 +173,13 @@ impl From<TimelineRecord> for TimelineEntry {
             at: rfc3339(r.at),
             delivery_id: r.seq,
             kind,
-            content: s(r.content),
-            command: s(r.command),
-            result: s(r.result),
+            content: text(r.content),
+            command: text(r.command),
+            result: text(r.result),
             action: s(r.action),
             status_code: r.status_code,
             success: if is_event { Some(r.success.unwrap_or(false)) } else { None },
+            redacted: r.redacted,
         }
     }
 }
@@ -222,6 +227,8 @@ pub struct Command {
     pub seq: i64,
     pub position: i32,
     pub delivery_id: i64,
+    /// Its delivery was redacted: `command` is empty and `result` null; its evidence is a 410.
+    pub redacted: bool,
 }
 
 impl From<CommandRecord> for Command {
@@ -240,6 +247,7 @@ impl From<CommandRecord> for Command {
             seq: r.seq,
             position: r.position,
             delivery_id: r.seq,
+            redacted: r.redacted,
         }
     }
 }

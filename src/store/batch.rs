@@ -11,7 +11,7 @@ use super::{partitions, tree};
 use crate::domain::ledger::{chain_hash, leaf_hash, ChainedFields, Hash};
 use crate::domain::merkle::RightEdge;
 use crate::domain::timestamp::truncate_to_micros;
-use crate::domain::{DeliveryKey, Normalized, TicketState};
+use crate::domain::{DeliveryKey, KeySource, Normalized, TicketState};
 
 /// A delivery ready to store: checked, keyed and normalized by the caller.
 #[derive(Debug, Clone)]
@@ -129,7 +129,6 @@ pub async fn execute_batch(
     basis: Basis<'_>,
 ) -> Result<Executed, BatchError> {
     let empty = InFlight::default();
-    let locked = matches!(basis, Basis::Locked { .. });
     let (start, before) = match basis {
         Basis::Locked { cached } => {
             let (seq, hash, at): (i64, Vec<u8>, Option<OffsetDateTime>) =
@@ -154,38 +153,25 @@ pub async fn execute_batch(
     // back with this batch, which the head's compare-and-swap refuses.
     partitions::turn_if_due(&mut tx, start.at, recorded_at).await?;
 
-    let scopes: Vec<&'static str> = batch.iter().map(|d| d.key.identity().0).collect();
-    let keys: Vec<PgText> = batch.iter().map(|d| PgText::from(d.key.as_str())).collect();
-    // Not prepared (persistent(false)): planned for these keys every time. A prepared statement
-    // keeps, after five runs, a generic plan made while the table was small: a sequential scan on
-    // every batch, which halved ingest where statistics were missing (bench/README.md).
-    let known: HashMap<(String, PgText), i64> = sqlx::query_as::<_, (String, PgText, i64)>(
-        // delivery_keys (V9): one table across the record's partitions, archived months too.
-        "SELECT d.scope, d.dedup_key, d.seq FROM delivery_keys d \
-         JOIN UNNEST($1::text[], $2::text[]) AS k (scope, key) \
-           ON d.scope = k.scope AND d.dedup_key = k.key",
-    )
-    .persistent(false)
-    .bind(&scopes)
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(scope, key, seq)| ((scope, key), seq))
-    .collect();
+    let Lookup { known, tickets: stored_tickets } = lookup(&mut tx, batch).await?;
 
     let mut outcomes = Vec::with_capacity(batch.len());
+    // An answer taken from the batch in flight holds only once that batch commits.
+    let mut answered_from_flight = false;
     let mut mine = InFlight::default();
     let mut fresh: Vec<Projected<'_>> = Vec::new();
     let mut leaves = Vec::new();
     let mut rows = DeliveryColumns::default();
+    // The redaction entries among the new deliveries: each is applied once its row is in.
+    let mut redactions = Vec::new();
     for d in batch {
         let (scope, key) = d.key.identity();
         let id = (scope, key.to_owned());
-        let stored = known
-            .get(&(scope.to_owned(), PgText::from(key)))
-            .or_else(|| before.keys.get(&id))
-            .or_else(|| mine.keys.get(&id));
+        let stored = known.get(&(scope.to_owned(), PgText::from(key))).or_else(|| mine.keys.get(&id)).or_else(|| {
+            let seq = before.keys.get(&id);
+            answered_from_flight |= seq.is_some();
+            seq
+        });
         if let Some(&seq) = stored {
             outcomes.push(Outcome { seq, duplicate: true });
             continue;
@@ -204,38 +190,158 @@ pub async fn execute_batch(
             body_sha256: &d.body_sha256,
         }));
         mine.keys.insert(id, head_seq);
+        if d.key.source() == KeySource::Redaction {
+            if let Some(target) = crate::domain::redaction::target_of_key(key) {
+                redactions.push((head_seq, target));
+            }
+        }
         fresh.push(Projected { seq: head_seq, at: recorded_at, normalized: &d.normalized });
         outcomes.push(Outcome { seq: head_seq, duplicate: false });
     }
 
     let mut conflicts = 0;
-    let after = if fresh.is_empty() {
-        start.clone()
-    } else {
-        let (projection, tickets) = Projection::derive_over(&mut tx, &fresh, &before.tickets).await?;
+    if !fresh.is_empty() {
+        let (projection, tickets) = Projection::derive_over(stored_tickets, &fresh, &before.tickets);
         conflicts = projection.anomalies.seq.len() as u64;
         mine.tickets = tickets;
         let hashes = tree::StoredHashes::append(&mut edge, &leaves);
         store(&mut tx, &rows, &projection, Some(&hashes)).await?;
-        if !locked {
-            // The swap. FOR UPDATE waits for the predecessor's commit and then reads the head
-            // it left (a plain `UPDATE ... WHERE seq = $expected` would judge the row by the
-            // statement's snapshot, taken before that commit, and fail for nothing).
-            let (seq, hash): (i64, Vec<u8>) =
-                sqlx::query_as("SELECT seq, hash FROM ledger_head FOR UPDATE").fetch_one(&mut *tx).await?;
-            if seq != start.seq || hash[..] != start.hash[..] {
-                return Err(BatchError::HeadMoved);
+        // A redaction is applied in the transaction that records it: whole or not at all
+        // (V11's ticket_audit_redact reads the entry just stored and blanks its target).
+        for &(entry, target) in &redactions {
+            let texts = ticket_texts_of(&mut tx, target).await?;
+            sqlx::query("SELECT ticket_audit_redact($1)").bind(entry).execute(&mut *tx).await?;
+            for state in clear_ticket_texts(&mut tx, &texts).await? {
+                mine.tickets.insert(state.name.clone(), state);
             }
         }
-        sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2, at = $3")
-            .bind(head_seq)
-            .bind(&prev[..])
-            .bind(recorded_at)
-            .execute(&mut *tx)
+    }
+    let after =
+        Head { seq: head_seq, hash: prev, at: if fresh.is_empty() { start.at } else { Some(recorded_at) }, edge };
+    if !fresh.is_empty() || answered_from_flight {
+        // The swap, in one statement. The UPDATE waits for the predecessor's commit (its row
+        // lock) and then, in READ COMMITTED, evaluates its expressions on the head that commit
+        // left: the head moves only if it is still the one this batch was written from. (A
+        // `WHERE seq = $expected` would judge the row by the statement's snapshot, taken before
+        // that commit, and fail for nothing.) Under lock the head cannot have moved. A batch of
+        // duplicates only, one of them answered from the batch in flight, swaps the head with
+        // itself: it checks that its predecessor committed.
+        let swapped: bool = sqlx::query_scalar(ADVANCE_HEAD_SQL)
+            .bind(start.seq)
+            .bind(&start.hash[..])
+            .bind(after.seq)
+            .bind(&after.hash[..])
+            .bind(after.at)
+            .fetch_one(&mut *tx)
             .await?;
-        Head { seq: head_seq, hash: prev, at: Some(recorded_at), edge }
-    };
+        if !swapped {
+            return Err(BatchError::HeadMoved);
+        }
+    }
     Ok(Executed { tx, outcomes, head: after, in_flight: mine, conflicts })
+}
+
+/// The head's compare-and-swap (see the file).
+pub const ADVANCE_HEAD_SQL: &str = include_str!("sql/advance_head.sql");
+
+/// A batch's reads: `$1` key scopes, `$2` keys, `$3` ticket names (see the file).
+pub const LOOKUP_SQL: &str = include_str!("sql/lookup_batch.sql");
+
+/// What a batch reads before it writes (`sql/lookup_batch.sql`, one round trip).
+struct Lookup {
+    /// Its keys already stored, with their seq.
+    known: HashMap<(String, PgText), i64>,
+    /// The stored tickets its deliveries touch, locked.
+    tickets: HashMap<String, TicketState>,
+}
+
+/// Reads the batch's stored keys and locks the tickets it touches (those of its duplicates too:
+/// which they are is known only from this answer, and locking a few rows more costs nothing).
+async fn lookup(conn: &mut PgConnection, batch: &[&NewDelivery]) -> Result<Lookup, sqlx::Error> {
+    use sqlx::Row;
+    let scopes: Vec<&'static str> = batch.iter().map(|d| d.key.identity().0).collect();
+    let keys: Vec<PgText> = batch.iter().map(|d| PgText::from(d.key.as_str())).collect();
+    let names = ticket_names(batch.iter().map(|d| &d.normalized));
+    let rows = sqlx::query(LOOKUP_SQL).bind(&scopes).bind(&keys).bind(&names).fetch_all(&mut *conn).await?;
+    let mut found = Lookup { known: HashMap::new(), tickets: HashMap::new() };
+    for row in rows {
+        match row.try_get::<Option<String>, _>("key_scope")? {
+            Some(scope) => {
+                if let Some(seq) = row.try_get::<Option<i64>, _>("key_seq")? {
+                    found.known.insert((scope, row.try_get("dedup_key")?), seq);
+                }
+            }
+            None => {
+                let t = <TicketRecord as sqlx::FromRow<'_, sqlx::postgres::PgRow>>::from_row(&row)?;
+                found.tickets.insert(t.name.0.clone(), t.into());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The tickets some deliveries touch, sorted, each once.
+fn ticket_names<'a>(items: impl Iterator<Item = &'a Normalized>) -> Vec<PgText> {
+    let mut names: Vec<PgText> =
+        items.flat_map(|n| n.ticket_updates.iter().map(|u| PgText::from(u.name.as_str()))).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The free text a delivery gave its tickets (titles, a `CreateTime` that was not a time), by
+/// ticket: what a redaction of it takes off the tickets, where they still hold it.
+async fn ticket_texts_of(
+    conn: &mut PgConnection,
+    seq: i64,
+) -> Result<Vec<(PgText, Vec<PgText>, Vec<PgText>)>, sqlx::Error> {
+    let row: Option<(Vec<u8>, bool)> = sqlx::query_as("SELECT body, unprojected FROM deliveries WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(n) = row.and_then(|(body, unprojected)| crate::domain::derive(&body, unprojected)) else {
+        return Ok(Vec::new());
+    };
+    let mut by_ticket: HashMap<String, (Vec<PgText>, Vec<PgText>)> = HashMap::new();
+    for u in &n.ticket_updates {
+        let e = by_ticket.entry(u.name.clone()).or_default();
+        e.0.extend(u.title.as_deref().map(PgText::from));
+        if let Some(crate::domain::CreateTime::Unparsed(t)) = &u.create_time {
+            e.1.push(PgText::from(t.as_str()));
+        }
+    }
+    Ok(by_ticket
+        .into_iter()
+        .filter(|(_, (titles, times))| !titles.is_empty() || !times.is_empty())
+        .map(|(name, (titles, times))| (PgText(name), titles, times))
+        .collect())
+}
+
+/// Takes a redacted delivery's text off its tickets (a title or a `CreateTime` text the ticket
+/// still holds is set to null), returning the tickets as they are then: the batch after this one
+/// folds into those, not into what it may have read before this commits.
+async fn clear_ticket_texts(
+    conn: &mut PgConnection,
+    texts: &[(PgText, Vec<PgText>, Vec<PgText>)],
+) -> Result<Vec<TicketState>, sqlx::Error> {
+    let mut states = Vec::new();
+    for (name, titles, times) in texts {
+        let row: Option<TicketRecord> = sqlx::query_as(
+            "UPDATE tickets SET \
+                 title = CASE WHEN title = ANY($2::text[]) THEN NULL ELSE title END, \
+                 create_time_text = CASE WHEN create_time_text = ANY($3::text[]) THEN NULL ELSE create_time_text END \
+             WHERE name = $1 \
+             RETURNING name, title, status, tenant_id, agent_name, agent_id, created_at, create_time_text, \
+                       first_seen_at, first_seen_seq, last_activity_at, message_count, command_count",
+        )
+        .bind(name)
+        .bind(titles)
+        .bind(times)
+        .fetch_optional(&mut *conn)
+        .await?;
+        states.extend(row.map(TicketState::from));
+    }
+    Ok(states)
 }
 
 /// A stored delivery and what it normalizes to: the input of the projection.
@@ -250,7 +356,17 @@ pub struct Projected<'a> {
 /// commands, and the tickets they touch folded with [`TicketState::apply`]. Live ingestion and
 /// `reproject` both come through here, so both produce the same rows.
 pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result<(), sqlx::Error> {
-    let (projection, _) = Projection::derive_over(conn, items, &HashMap::new()).await?;
+    let names = ticket_names(items.iter().map(|p| p.normalized));
+    let stored: HashMap<String, TicketState> =
+        sqlx::query_as::<_, TicketRecord>(include_str!("sql/select_tickets_for_update.sql"))
+            .persistent(false) // `reproject` runs it rarely, on tables of any size: planned for these names
+            .bind(&names)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.name.0.clone(), r.into()))
+            .collect();
+    let (projection, _) = Projection::derive_over(stored, items, &HashMap::new());
     store(conn, &DeliveryColumns::default(), &projection, None).await
 }
 
@@ -344,17 +460,17 @@ struct Projection {
 impl Projection {
     /// Derives the rows; reads the tickets the batch touches, to fold it into them, taking
     /// those in `in_flight` as the batch before it leaves them. Returns the tickets as folded.
-    async fn derive_over(
-        conn: &mut PgConnection,
+    fn derive_over(
+        stored: HashMap<String, TicketState>,
         items: &[Projected<'_>],
         in_flight: &HashMap<String, TicketState>,
-    ) -> Result<(Self, HashMap<String, TicketState>), sqlx::Error> {
+    ) -> (Self, HashMap<String, TicketState>) {
         let mut p = Projection::default();
         for item in items {
             p.push(item);
         }
-        let tickets = fold_tickets(conn, items, in_flight, &mut p).await?;
-        Ok((p, tickets))
+        let tickets = fold_tickets(stored, items, in_flight, &mut p);
+        (p, tickets)
     }
 
     fn push(&mut self, p: &Projected<'_>) {
@@ -392,30 +508,20 @@ impl Projection {
     }
 }
 
-/// The tickets a batch touches, as stored, with the batch's updates folded in, in seq order;
-/// and the tenant claims the fold refused.
-async fn fold_tickets(
-    conn: &mut PgConnection,
+/// The tickets a batch touches, as stored (`stored`, read and locked by the caller), with the
+/// batch's updates folded in, in seq order; and the tenant claims the fold refused.
+fn fold_tickets(
+    mut states: HashMap<String, TicketState>,
     items: &[Projected<'_>],
     in_flight: &HashMap<String, TicketState>,
     p: &mut Projection,
-) -> Result<HashMap<String, TicketState>, sqlx::Error> {
-    let mut names: Vec<PgText> =
-        items.iter().flat_map(|p| p.normalized.ticket_updates.iter().map(|u| PgText::from(u.name.as_str()))).collect();
+) -> HashMap<String, TicketState> {
+    let names = ticket_names(items.iter().map(|p| p.normalized));
     if names.is_empty() {
-        return Ok(HashMap::new());
+        return HashMap::new();
     }
-    names.sort();
-    names.dedup();
-    let mut states: HashMap<String, TicketState> =
-        sqlx::query_as::<_, TicketRecord>(include_str!("sql/select_tickets_for_update.sql"))
-            .persistent(false) // planned for these names, as the key lookup is
-            .bind(&names)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|r| (r.name.0.clone(), r.into()))
-            .collect();
+    // Only what these deliveries touch is written back (the caller may have read more).
+    states.retain(|name, _| names.binary_search(&PgText::from(name.as_str())).is_ok());
     // The batch in flight has folded these already; its rows are not committed yet.
     for (name, state) in in_flight {
         if let Some(stored) = states.get_mut(name) {
@@ -446,7 +552,7 @@ async fn fold_tickets(
     for s in folded {
         p.tickets.push(s.clone());
     }
-    Ok(states)
+    states
 }
 
 /// `$14..$21`: action events.

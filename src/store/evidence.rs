@@ -18,6 +18,9 @@ pub enum Found {
     NotYetSigned,
     /// In a month archived and dropped from the database (admin scope only): where it lives.
     Archived(super::archive::ArchivedAt),
+    /// Its delivery was redacted: no body is left to check the command against (its leaf and
+    /// inclusion proof still answer).
+    Redacted(super::redaction::Redaction),
 }
 
 #[derive(sqlx::FromRow)]
@@ -52,6 +55,15 @@ pub async fn evidence(conn: &mut PgConnection, scope: &Scope, seq: i64, position
         }
         return Ok(Found::NotFound);
     };
+    let redaction: Option<super::redaction::Redaction> = sqlx::query_as(
+        "SELECT target_seq, redaction_seq, reason, actor, redacted_at FROM redactions WHERE target_seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(r) = redaction {
+        return Ok(Found::Redacted(r));
+    }
     let d: Option<Delivery> = sqlx::query_as(
         "SELECT seq, received_at, dedup_key, action, status_code, body_sha256, body FROM deliveries WHERE seq = $1",
     )

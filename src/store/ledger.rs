@@ -73,6 +73,20 @@ pub struct Report {
     pub head: Head,
     #[serde(rename = "break")]
     pub first_break: Option<Break>,
+    /// Deliveries whose body is the tombstone of a redaction recorded in the ledger: reported,
+    /// not a break. Their chain link and leaf are checked like any other's.
+    pub redacted: Vec<Redacted>,
+}
+
+/// A redacted delivery, as `verify` found it: the tombstone, and the entry that recorded it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Redacted {
+    pub seq: i64,
+    /// The ledger entry that records the redaction.
+    pub redaction_seq: i64,
+    pub reason: String,
+    pub actor: String,
+    pub at: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -126,6 +140,9 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
     let mut last_seq = 0i64;
     let mut expected_hash_at: Option<Vec<u8>> = None;
     let mut found: Option<Break> = None;
+    let mut redacted = Vec::new();
+    // Redactions, as their own entries in the ledger say (each entry is checked in its turn).
+    let redactions = super::redaction::entries(&mut tx).await?;
     // Months archived and dropped (store/archive.rs) are checked from their files
     // (`verify --archive`); the chain takes up after them, from the hash recorded at the drop.
     let archived: Option<(i64, Vec<u8>)> =
@@ -166,8 +183,20 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
                 );
                 break 'walk;
             }
-            if sha256(&r.body).as_slice() != r.body_sha256.as_slice() {
-                found = brk(BreakKind::BodyEdited, r.seq, "the body no longer matches its SHA-256");
+            // A body that no longer hashes to its SHA-256 is a break, unless it is the tombstone of
+            // a redaction recorded by a later entry that names this very body.
+            let redaction = redactions.get(&r.seq).filter(|(_, e)| e.body_sha256 == hex::encode(&r.body_sha256));
+            let tombstone = match redaction {
+                Some((entry_seq, e)) if r.body.is_empty() => Some((*entry_seq, e)),
+                _ => None,
+            };
+            if tombstone.is_none() && sha256(&r.body).as_slice() != r.body_sha256.as_slice() {
+                let detail = if redaction.is_some() {
+                    "the body no longer matches its SHA-256, and is not the tombstone its redaction left"
+                } else {
+                    "the body no longer matches its SHA-256"
+                };
+                found = brk(BreakKind::BodyEdited, r.seq, detail);
                 break 'walk;
             }
             let h = r.link(&prev, r.seq);
@@ -184,8 +213,22 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
                     expected_hash_at = Some(r.hash.clone());
                 }
             }
-            // Commands: what the delivery says against the rows, position by position.
-            let derived = derive(&r.body, r.unprojected);
+            // Commands: what the delivery says against the rows, position by position (for a
+            // redacted one, what its redaction entry kept of it: the rows with their text blank).
+            let derived = match tombstone {
+                Some((entry_seq, e)) => {
+                    redacted.push(Redacted {
+                        seq: r.seq,
+                        redaction_seq: entry_seq,
+                        reason: e.reason.clone(),
+                        actor: e.actor.clone(),
+                        at: e.at.clone(),
+                    });
+                    let action = r.action.as_ref().map(|a| a.0.clone());
+                    Some(e.projection.normalized(action, r.status_code))
+                }
+                None => derive(&r.body, r.unprojected),
+            };
             let want: Vec<CommandRow> = derived
                 .iter()
                 .flat_map(|n| {
@@ -274,7 +317,7 @@ pub async fn verify(conn: &mut PgConnection, expect: Option<(i64, Hash)>) -> Res
         };
     }
     tx.commit().await?;
-    Ok(Report { ok: found.is_none(), deliveries, commands, head, first_break: found })
+    Ok(Report { ok: found.is_none(), deliveries, commands, head, first_break: found, redacted })
 }
 
 /// Names a break in the chain at row `r`, given the verified hashes before it.

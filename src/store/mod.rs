@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod partitions;
 pub mod read;
+pub mod redaction;
 pub mod replica;
 pub mod report;
 pub mod reproject;
@@ -50,6 +51,27 @@ pub fn pool(
     }
     opts.connect_lazy_with(options)
 }
+
+/// The writer's pool: [`pool`], with its connections set for the write path's statements, which
+/// are prepared once per connection and kept with a generic plan (no planning per batch). With
+/// sequential scans off, each of their reads is an index probe whatever the tables held when it
+/// was planned (a plan made on empty tables would otherwise scan them whole on every batch once
+/// they are large, until an ANALYZE); `tests/api/plans.rs` checks it.
+pub fn write_pool(
+    options: PgConnectOptions,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    role: Option<&'static str>,
+) -> PgPool {
+    let options = options.options(WRITE_SESSION);
+    pool(options, max_connections, acquire_timeout, role)
+}
+
+/// The writer's session settings (see [`write_pool`]). JIT off: with sequential scans priced out,
+/// a statement that can only scan (the one-row head's `UPDATE`) costs more than `jit_above_cost`,
+/// and compiling it took 100 ms on every batch.
+pub const WRITE_SESSION: [(&str, &str); 3] =
+    [("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off"), ("jit", "off")];
 
 /// Whether the login may act as the writer role (it may when it ran the migrations, or was made a member).
 pub async fn can_use_writer_role(options: &PgConnectOptions, connect_timeout: Duration) -> Result<bool, DatabaseError> {

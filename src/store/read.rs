@@ -134,6 +134,9 @@ pub struct TimelineRecord {
     pub action: Option<PgText>,
     pub status_code: Option<i32>,
     pub success: Option<bool>,
+    /// Its delivery was redacted: the text is gone (filled by [`mark_redacted`], not the query).
+    #[sqlx(skip)]
+    pub redacted: bool,
 }
 
 /// A ticket's timeline, oldest first, after (seq, position). The caller checks the ticket is visible.
@@ -143,7 +146,9 @@ pub async fn timeline(
     after: (i64, i32),
     limit: i64,
 ) -> Result<Vec<TimelineRecord>, sqlx::Error> {
-    timeline_query(ticket, after, limit).build_query_as().fetch_all(pool).await
+    let mut rows: Vec<TimelineRecord> = timeline_query(ticket, after, limit).build_query_as().fetch_all(pool).await?;
+    mark_redacted(pool, &mut rows).await?;
+    Ok(rows)
 }
 
 pub fn timeline_query(ticket: &str, after: (i64, i32), limit: i64) -> Built {
@@ -173,6 +178,9 @@ pub struct CommandRecord {
     pub result: Option<PgText>,
     pub executed: bool,
     pub recorded_at: OffsetDateTime,
+    /// Its delivery was redacted: `command` is empty, `result` null (filled by [`mark_redacted`]).
+    #[sqlx(skip)]
+    pub redacted: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -195,7 +203,10 @@ pub async fn list_commands(
     after: Option<(i64, i32)>,
     limit: i64,
 ) -> Result<Vec<CommandRecord>, sqlx::Error> {
-    list_commands_query(scope, f, ascending, after, limit).build_query_as().fetch_all(pool).await
+    let mut rows: Vec<CommandRecord> =
+        list_commands_query(scope, f, ascending, after, limit).build_query_as().fetch_all(pool).await?;
+    mark_redacted(pool, &mut rows).await?;
+    Ok(rows)
 }
 
 pub fn list_commands_query(
@@ -308,7 +319,12 @@ pub async fn list_classified_commands(
     after: Option<(i64, i32)>,
     limit: i64,
 ) -> Result<Vec<ClassifiedCommand>, sqlx::Error> {
-    list_classified_commands_query(scope, f, classes, ascending, after, limit).build_query_as().fetch_all(pool).await
+    let mut rows: Vec<ClassifiedCommand> = list_classified_commands_query(scope, f, classes, ascending, after, limit)
+        .build_query_as()
+        .fetch_all(pool)
+        .await?;
+    mark_redacted(pool, &mut rows).await?;
+    Ok(rows)
 }
 
 pub fn list_classified_commands_query(
@@ -402,6 +418,9 @@ pub struct DeliveryRecord {
     pub tenant_id: Option<PgText>,
     pub recorded_at: OffsetDateTime,
     pub unprojected: bool,
+    /// Set when the delivery was redacted (filled by the read functions, not the query).
+    #[sqlx(skip)]
+    pub redaction: Option<super::redaction::Redaction>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -436,7 +455,10 @@ pub async fn list_deliveries(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
-    list_deliveries_query(scope, f, before, limit).build_query_as().fetch_all(pool).await
+    let mut rows: Vec<DeliveryRecord> =
+        list_deliveries_query(scope, f, before, limit).build_query_as().fetch_all(pool).await?;
+    mark_redacted(pool, &mut rows).await?;
+    Ok(rows)
 }
 
 pub fn list_deliveries_query(scope: &Scope, f: &DeliveryFilter, before: Option<i64>, limit: i64) -> Built {
@@ -451,7 +473,9 @@ pub fn list_deliveries_query(scope: &Scope, f: &DeliveryFilter, before: Option<i
 }
 
 pub async fn get_delivery(pool: &PgPool, scope: &Scope, seq: i64) -> Result<Option<DeliveryRecord>, sqlx::Error> {
-    get_delivery_query(scope, seq).build_query_as().fetch_optional(pool).await
+    let mut row: Option<DeliveryRecord> = get_delivery_query(scope, seq).build_query_as().fetch_optional(pool).await?;
+    mark_redacted(pool, row.as_mut_slice()).await?;
+    Ok(row)
 }
 
 pub fn get_delivery_query(scope: &Scope, seq: i64) -> Built {
@@ -474,6 +498,85 @@ pub fn delivery_body_query(scope: &Scope, seq: i64) -> Built {
     and_eq(&mut q, "d.seq", Some(seq));
     and_delivery_tenant(&mut q, scope);
     q
+}
+
+// ---------------------------------------------------------------- redactions
+
+/// A row a redaction may have blanked. Only a row that looks like a tombstone (its text, or its
+/// delivery's body, empty) is asked about, so a page without one costs no query more.
+pub trait MaybeRedacted {
+    fn seq(&self) -> i64;
+    fn looks_redacted(&self) -> bool;
+    fn mark(&mut self, r: &super::redaction::Redaction);
+}
+
+impl MaybeRedacted for TimelineRecord {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+    /// A message or command with no text (an action event holds none either way).
+    fn looks_redacted(&self) -> bool {
+        let blank = |t: &Option<PgText>| !matches!(t, Some(v) if !v.0.is_empty());
+        self.position > 0 && blank(&self.content) && blank(&self.command) && self.result.is_none()
+    }
+    fn mark(&mut self, _: &super::redaction::Redaction) {
+        self.redacted = true;
+    }
+}
+
+impl MaybeRedacted for CommandRecord {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+    fn looks_redacted(&self) -> bool {
+        self.command.0.is_empty() && self.result.is_none()
+    }
+    fn mark(&mut self, _: &super::redaction::Redaction) {
+        self.redacted = true;
+    }
+}
+
+impl MaybeRedacted for ClassifiedCommand {
+    fn seq(&self) -> i64 {
+        self.command.seq
+    }
+    fn looks_redacted(&self) -> bool {
+        self.command.looks_redacted()
+    }
+    fn mark(&mut self, r: &super::redaction::Redaction) {
+        self.command.mark(r);
+    }
+}
+
+impl MaybeRedacted for DeliveryRecord {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+    /// Every stored body is a JSON object but the tombstone.
+    fn looks_redacted(&self) -> bool {
+        self.size == 0
+    }
+    fn mark(&mut self, r: &super::redaction::Redaction) {
+        self.redaction = Some(r.clone());
+    }
+}
+
+/// Marks the rows of a page whose delivery was redacted: one query for the page's
+/// tombstone-looking rows, none when it has none.
+pub async fn mark_redacted<T: MaybeRedacted>(pool: &PgPool, rows: &mut [T]) -> Result<(), sqlx::Error> {
+    let mut seqs: Vec<i64> = rows.iter().filter(|r| r.looks_redacted()).map(MaybeRedacted::seq).collect();
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    seqs.dedup();
+    let found: std::collections::HashMap<i64, super::redaction::Redaction> =
+        super::redaction::among(pool, &seqs).await?.into_iter().map(|r| (r.target_seq, r)).collect();
+    for row in rows.iter_mut().filter(|r| r.looks_redacted()) {
+        if let Some(r) = found.get(&row.seq()) {
+            row.mark(r);
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- health

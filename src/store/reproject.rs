@@ -4,7 +4,18 @@ use sqlx::{Acquire, PgConnection};
 use time::OffsetDateTime;
 
 use super::batch::{project, Projected};
+use super::text::PgText;
 use crate::domain::derive;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    at: OffsetDateTime,
+    body: Vec<u8>,
+    unprojected: bool,
+    action: Option<PgText>,
+    status_code: Option<i32>,
+}
 
 const CHUNK: i64 = 1000;
 
@@ -33,27 +44,32 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     .execute(&mut *tx)
     .await?;
     super::partitions::set_truncate_guard(&mut tx, "commands", true).await?;
+    // A redacted delivery's body is the tombstone: it is projected from what its redaction entry
+    // kept (its rows, text blank), as the redaction left it.
+    let entries = super::redaction::entries(&mut tx).await?;
+    let applied: std::collections::HashSet<i64> =
+        super::redaction::all(&mut tx).await?.into_iter().map(|r| r.target_seq).collect();
     let mut last = 0i64;
     let mut total = 0u64;
     loop {
-        let rows: Vec<(i64, OffsetDateTime, Vec<u8>, bool)> = sqlx::query_as(
-            "SELECT seq, coalesce(recorded_at, received_at), body, unprojected FROM deliveries \
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT seq, coalesce(recorded_at, received_at) AS at, body, unprojected, action, status_code \
+             FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(last)
         .bind(CHUNK)
         .fetch_all(&mut *tx)
         .await?;
-        let Some(&(hi, ..)) = rows.last() else { break };
+        let Some(hi) = rows.last().map(|r| r.seq) else { break };
         let derived = rows
             .iter()
-            .map(|(seq, _, body, unprojected)| derive(body, *unprojected).ok_or(ReprojectError::Unreadable(*seq)))
+            .map(|r| match entries.get(&r.seq).filter(|_| applied.contains(&r.seq)) {
+                Some((_, e)) => Ok(e.projection.normalized(r.action.as_ref().map(|a| a.0.clone()), r.status_code)),
+                None => derive(&r.body, r.unprojected).ok_or(ReprojectError::Unreadable(r.seq)),
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let items: Vec<Projected<'_>> = rows
-            .iter()
-            .zip(&derived)
-            .map(|((seq, at, ..), n)| Projected { seq: *seq, at: *at, normalized: n })
-            .collect();
+        let items: Vec<Projected<'_>> =
+            rows.iter().zip(&derived).map(|(r, n)| Projected { seq: r.seq, at: r.at, normalized: n }).collect();
         project(&mut tx, &items).await?;
         total += items.len() as u64;
         last = hi;

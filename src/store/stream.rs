@@ -38,7 +38,21 @@ pub async fn executed_commands(
 
 /// Every ticket's timeline entries after `after`, oldest first (`sql/stream_entries.sql`).
 pub async fn entries(pool: &PgPool, after: (i64, i32), limit: i64) -> Result<Vec<TicketEntry>, sqlx::Error> {
-    entries_query(after, limit).build_query_as().fetch_all(pool).await
+    let mut rows: Vec<TicketEntry> = entries_query(after, limit).build_query_as().fetch_all(pool).await?;
+    read::mark_redacted(pool, &mut rows).await?;
+    Ok(rows)
+}
+
+impl read::MaybeRedacted for TicketEntry {
+    fn seq(&self) -> i64 {
+        self.entry.seq
+    }
+    fn looks_redacted(&self) -> bool {
+        self.entry.looks_redacted()
+    }
+    fn mark(&mut self, r: &super::redaction::Redaction) {
+        self.entry.mark(r);
+    }
 }
 
 pub fn entries_query(after: (i64, i32), limit: i64) -> read::Built {

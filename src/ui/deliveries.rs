@@ -15,6 +15,7 @@ pub async fn one(State(app): State<AppState>, reader: UiReader, Path(id): Path<i
     let d = read::get_delivery(app.read_pool(), &reader.scope, id).await?.ok_or(ApiError::NotFound)?;
     let body = read::delivery_body(app.read_pool(), &reader.scope, id).await?.ok_or(ApiError::NotFound)?;
     let body = String::from_utf8_lossy(&body);
+    let redacted = d.redaction.is_some();
     let raw = format!("/api/v1/deliveries/{id}/raw");
     let headers = serde_json::to_string_pretty(&d.headers.0).unwrap_or_default();
     let non_2xx = d.status_code.is_some_and(|s| !(200..300).contains(&s));
@@ -39,14 +40,25 @@ pub async fn one(State(app): State<AppState>, reader: UiReader, Path(id): Path<i
             dt { "Ledger hash" } dd { code { (hex::encode(&d.hash)) } }
             @if let Some(e) = &d.normalize_error { dt { "Not normalized" } dd { span.badge.bad { "error" } " " (text::visible(&e.0)) } }
             @if d.unprojected { dt { "Projection" } dd { span.badge.bad { "refused by the database" } " stored, shown as a bare event" } }
+            @if let Some(r) = &d.redaction {
+                dt { "Redacted" } dd {
+                    span.badge { "redacted" } " " (time(r.redacted_at)) " by " (text::visible(&r.actor))
+                    ": " (text::visible(&r.reason)) " "
+                    a href={"/ui/deliveries/" (r.redaction_seq)} { "(redaction entry " (r.redaction_seq) ")" }
+                }
+            }
         }
         div.actions {
             a href=(raw) { "The exact bytes received" }
             a href={"/api/v1/deliveries/" (id)} { "As JSON (API)" }
         }
         h2 { "Body" }
-        p.hint { "Indented for reading; every character as received. The exact bytes are behind the link above." }
-        pre.out.json { (text::visible(&text::pretty_json(&body))) }
+        @if redacted {
+            p.hint { "Redacted: the body was replaced by a tombstone. Its SHA-256 above, its ledger hash and its leaf in the log remain." }
+        } @else {
+            p.hint { "Indented for reading; every character as received. The exact bytes are behind the link above." }
+            pre.out.json { (text::visible(&text::pretty_json(&body))) }
+        }
         h2 { "Headers" }
         pre.out.json { (text::visible(&headers)) }
     };

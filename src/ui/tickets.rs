@@ -289,9 +289,13 @@ fn entry(r: &TimelineRecord, class: Option<&CommandClass>) -> Markup {
                 @if let Some(risk) = risky { span.badge.warn title="risky, by the reporting rules" { "risk: " (risk) } }
                 @if let Some(c) = class { (outcome_badge(c)) }
             }
-            @if let Some(content) = &r.content { p.message { (text::visible(&content.0)) } }
-            @if let Some(command) = &r.command { (text::output(&command.0, &raw)) }
-            @if let Some(result) = &r.result { (text::output(&result.0, &raw)) }
+            @if r.redacted {
+                p.redacted { span.badge title="the delivery was redacted: its text is gone, its proof stays" { "redacted" } }
+            } @else {
+                @if let Some(content) = &r.content { p.message { (text::visible(&content.0)) } }
+                @if let Some(command) = &r.command { (text::output(&command.0, &raw)) }
+                @if let Some(result) = &r.result { (text::output(&result.0, &raw)) }
+            }
             @if let Some(action) = &r.action {
                 p {
                     (text::visible(&action.0))

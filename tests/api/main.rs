@@ -25,6 +25,7 @@ mod pipeline;
 mod plans;
 mod poison;
 mod reads;
+mod redaction;
 mod replica;
 mod reports;
 mod resilience;

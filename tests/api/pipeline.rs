@@ -115,6 +115,62 @@ async fn a_predecessor_that_fails_at_commit_fails_only_its_own_deliveries() {
     assert_one_record(&app.db, 5).await;
 }
 
+/// A sender that retries while its first attempt's batch is still committing is answered from
+/// that batch ("duplicate of seq 1"), but that answer holds only if the batch commits. Here it
+/// fails at commit: the retry's batch, all duplicates, must notice (its head check waits for the
+/// commit and finds the head unmoved) and store the delivery itself, with 202, not answer 200
+/// for a delivery that is nowhere. The first commit is held as in the test above; only the
+/// first commit fails (a sequence, which no rollback resets, counts the attempts).
+#[tokio::test]
+async fn a_retry_answered_from_a_batch_that_then_fails_is_stored_by_its_own() {
+    let app = spawn_app().await;
+    sqlx::raw_sql(
+        "CREATE SEQUENCE commits_seen; GRANT USAGE, UPDATE ON SEQUENCE commits_seen TO PUBLIC; \
+         CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF nextval('commits_seen') = 1 THEN \
+             PERFORM pg_advisory_xact_lock(4243); RAISE EXCEPTION 'refused at commit'; \
+           END IF; RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON deliveries DEFERRABLE INITIALLY DEFERRED \
+           FOR EACH ROW EXECUTE FUNCTION fail_first_commit();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mut hold = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(4243)").execute(&mut *hold).await.unwrap();
+
+    let id = [("webhook-id", "retried-1".to_owned())];
+    let first = app.post_with(add_ticket("R", "t", "a"), &id);
+    let app = &app;
+    let retry_and_release = async {
+        // Once the first batch's commit waits for the test's lock.
+        until_sessions_wait(&app.db, 1).await;
+        let retry = app.post_with(add_ticket("R", "t", "a"), &id);
+        tokio::pin!(retry);
+        tokio::select! {
+            // Answered while the first batch has not committed: wrong, as the asserts say.
+            early = &mut retry => {
+                hold.rollback().await.unwrap();
+                early
+            }
+            // The retry's batch waits on the head for that commit: let it fail.
+            () = until_sessions_wait(&app.db, 2) => {
+                hold.rollback().await.unwrap();
+                retry.await
+            }
+        }
+    };
+    let (first, retry) = tokio::join!(first, retry_and_release);
+    assert_eq!(first.status(), 503, "the failed batch's sender is told");
+    assert_eq!(retry.status(), 202, "the retry is stored by its own batch, not answered as a duplicate");
+    let answer: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(answer["duplicate"], false);
+    assert_eq!(answer["delivery_id"], 1);
+    let stored: Vec<String> = sqlx::query_scalar("SELECT dedup_key FROM deliveries").fetch_all(&app.db).await.unwrap();
+    assert_eq!(stored, ["retried-1"]);
+    assert_one_record(&app.db, 1).await;
+}
+
 /// The same key sent again and again while batches are in flight: stored once, and every answer
 /// names the same seq, whichever batch it landed in.
 #[tokio::test]
@@ -153,7 +209,7 @@ async fn two_writers_on_one_database_keep_one_record() {
     let app = spawn_app().await;
     let options = app.db.connect_options().as_ref().clone();
     let start = || {
-        let pool = ticket_audit::store::pool(options.clone(), 3, std::time::Duration::from_secs(10), None);
+        let pool = ticket_audit::store::write_pool(options.clone(), 3, std::time::Duration::from_secs(10), None);
         Writer::spawn(pool, 4096, 64).unwrap()
     };
     let ((a, a_task), (b, b_task)) = (start(), start());

@@ -451,3 +451,44 @@ async fn every_read_query_is_planned_with_an_index() {
     conn.close().await.unwrap();
     assert!(failures.is_empty(), "{} plans without an index:\n\n{}", failures.len(), failures.join("\n\n"));
 }
+
+/// The writer's reads before each batch (its stored keys, its tickets) are prepared once per
+/// connection and run with a generic plan. Planned on empty tables, as on a new database, such a
+/// plan would scan them whole on every batch once they are large; the write pool's settings
+/// (`store::WRITE_SESSION`) make every read an index probe however empty the tables were.
+#[tokio::test]
+async fn the_writers_lookup_probes_indexes_even_when_planned_on_empty_tables() {
+    let (options, name) = fresh_database().await;
+    let _drop = DropOnSharedServer(name);
+    let mut conn = options.options(ticket_audit::store::WRITE_SESSION).connect().await.expect("connect");
+    sqlx::raw_sql("ANALYZE").execute(&mut conn).await.unwrap();
+    let prepare = format!("PREPARE lookup (text[], text[], text[]) AS {}", ticket_audit::store::batch::LOOKUP_SQL);
+    sqlx::raw_sql(&prepare).execute(&mut conn).await.expect("prepare the lookup");
+    // EXPLAIN EXECUTE of a prepared statement shows the plan it runs: generic, as the writer's are.
+    let plan: Value =
+        sqlx::query_scalar("EXPLAIN (FORMAT JSON) EXECUTE lookup ('{webhook,webhook}', '{msg_1,msg_2}', '{T-1,T-2}')")
+            .fetch_one(&mut conn)
+            .await
+            .expect("EXPLAIN the lookup");
+    let pretty = serde_json::to_string_pretty(&plan).unwrap();
+    assert!(pretty.contains("$3"), "not the generic plan:\n{pretty}");
+    assert!(!pretty.contains("Seq Scan"), "a sequential scan in\n{pretty}");
+    for index in ["delivery_keys_pkey", "tickets_pkey"] {
+        assert!(pretty.contains(&format!("\"Index Name\": \"{index}\"")), "no probe of {index} in\n{pretty}");
+    }
+    // Priced out, a scan it cannot avoid must not make the statement look worth compiling (JIT).
+    let mut tx = conn.begin().await.unwrap();
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", ticket_audit::store::batch::ADVANCE_HEAD_SQL);
+    let head: Value = sqlx::query_scalar(&explain)
+        .bind(0i64)
+        .bind(vec![0u8; 32])
+        .bind(1i64)
+        .bind(vec![1u8; 32])
+        .bind(time::OffsetDateTime::now_utc())
+        .fetch_one(&mut *tx)
+        .await
+        .expect("EXPLAIN the head's swap");
+    tx.rollback().await.unwrap();
+    assert!(head[0].get("JIT").is_none(), "the head's swap is compiled:\n{head:#}");
+    conn.close().await.unwrap();
+}
