@@ -72,7 +72,50 @@ struct Tailed<M> {
 
 /// What the tail broadcasts: the items of one read, in order (one wake-up per stream per read,
 /// not per item).
-type Page<M> = Arc<Vec<Tailed<M>>>;
+struct Page<M> {
+    items: Vec<Tailed<M>>,
+    /// Every item's event, one after the other, when all are inline: a stream that wants the
+    /// whole page (the unfiltered command stream) sends it as one write, the same bytes for every
+    /// stream. The items' own `sse` are slices of it (no second copy).
+    all: Option<Bytes>,
+}
+
+type Shared<M> = Arc<Page<M>>;
+
+impl<M> Page<M> {
+    /// The page of `items` (key, meta, event) read after `prev`.
+    fn new(mut prev: Key, items: Vec<(Key, M, Option<Bytes>)>) -> Self {
+        let all = items.iter().all(|(_, _, e)| e.is_some()).then(|| {
+            let len = items.iter().map(|(_, _, e)| e.as_ref().map_or(0, Bytes::len)).sum();
+            let mut all = bytes::BytesMut::with_capacity(len);
+            for (_, _, e) in &items {
+                all.extend_from_slice(e.as_deref().unwrap_or_default());
+            }
+            all.freeze()
+        });
+        let mut at = 0;
+        let items = items
+            .into_iter()
+            .map(|(key, meta, sse)| {
+                let sse = match (&all, sse) {
+                    (Some(all), Some(e)) => {
+                        at += e.len();
+                        Some(all.slice(at - e.len()..at))
+                    }
+                    (_, sse) => sse,
+                };
+                let item = Tailed { prev, key, meta, sse };
+                prev = key;
+                item
+            })
+            .collect();
+        Page { items, all }
+    }
+}
+
+/// Most bytes a stream puts in one write when it has several events ready (catching up, or a
+/// page it filters): one frame, one chunk, one wake-up of the client for all of them.
+const FRAME_MAX: usize = 64 * 1024;
 
 /// One event, as Server-Sent Events writes it. The data is JSON as serde_json writes it, on one
 /// line: it escapes every control character, line breaks included.
@@ -95,9 +138,9 @@ struct CommandMeta {
 
 /// The live tail of this process: the broadcasts, and what ends every stream at shutdown.
 pub struct Hub {
-    commands: broadcast::Sender<Page<CommandMeta>>,
+    commands: broadcast::Sender<Shared<CommandMeta>>,
     /// Timeline entries, with the ticket each belongs to.
-    entries: broadcast::Sender<Page<String>>,
+    entries: broadcast::Sender<Shared<String>>,
     stop: CancellationToken,
     keep_alive: Duration,
     /// True once the tail knows where it starts.
@@ -135,7 +178,7 @@ impl Hub {
 
 /// A kind of item the tail reads and broadcasts.
 struct Walk<M> {
-    tx: broadcast::Sender<Page<M>>,
+    tx: broadcast::Sender<Shared<M>>,
     /// Where the walk is: the last key read, or where it skipped to.
     cursor: Key,
     /// Every item up to this seq has been read (or skipped while nobody listened).
@@ -144,7 +187,7 @@ struct Walk<M> {
 
 impl<M> Walk<M> {
     /// A walk that starts after `head`, a seq known committed.
-    fn new(tx: broadcast::Sender<Page<M>>, head: i64) -> Self {
+    fn new(tx: broadcast::Sender<Shared<M>>, head: i64) -> Self {
         Walk { tx, cursor: (head, i32::MAX), seen: head }
     }
 
@@ -175,14 +218,11 @@ impl<M> Walk<M> {
                 }
             };
             let full = rows.len() as i64 == TAIL_PAGE;
-            let mut page = Vec::with_capacity(rows.len());
-            for row in rows {
-                let (key, meta, sse) = item(row);
-                page.push(Tailed { prev: cursor, key, meta, sse });
-                cursor = key;
-            }
-            if !page.is_empty() {
-                let _ = self.tx.send(Arc::new(page));
+            let items: Vec<_> = rows.into_iter().map(&item).collect();
+            if let Some((last, _, _)) = items.last() {
+                let last = *last;
+                let _ = self.tx.send(Arc::new(Page::new(cursor, items)));
+                cursor = last;
             }
             self.cursor = cursor;
             if !full {
@@ -355,7 +395,7 @@ impl Source for Ticket {
 struct Connection<S: Source> {
     source: S,
     pool: PgPool,
-    rx: broadcast::Receiver<Page<S::Meta>>,
+    rx: broadcast::Receiver<Shared<S::Meta>>,
     /// Every item of this stream up to here has been sent, or is in `ready`.
     covered: Key,
     /// The database holds items after `covered` that the broadcast will not bring.
@@ -372,7 +412,7 @@ impl<S: Source> Connection<S> {
         loop {
             if let Some(event) = self.ready.pop_front() {
                 self.sent_at = tokio::time::Instant::now();
-                return Some((event, self));
+                return Some((self.coalesce(event), self));
             }
             if self.behind {
                 let catch_up = async {
@@ -425,10 +465,42 @@ impl<S: Source> Connection<S> {
         }
     }
 
+    /// `first` and the events ready after it, as one write of at most [`FRAME_MAX`] bytes (or
+    /// `first` alone, however large).
+    fn coalesce(&mut self, first: Bytes) -> Bytes {
+        let mut len = first.len();
+        let more = self.ready.iter().take_while(|e| {
+            len += e.len();
+            len <= FRAME_MAX
+        });
+        let n = more.count();
+        if n == 0 {
+            return first;
+        }
+        let mut frame =
+            bytes::BytesMut::with_capacity(first.len() + self.ready.iter().take(n).map(Bytes::len).sum::<usize>());
+        frame.extend_from_slice(&first);
+        for e in self.ready.drain(..n) {
+            frame.extend_from_slice(&e);
+        }
+        frame.freeze()
+    }
+
     /// Takes what this stream wants from a page, in order, until a gap: what follows it comes
     /// from the database.
-    fn take(&mut self, page: &[Tailed<S::Meta>]) {
-        for item in page {
+    fn take(&mut self, page: &Page<S::Meta>) {
+        // The whole page, with no gap before it and every item wanted: its bytes as they are.
+        if let (Some(all), Some(first), Some(last)) = (&page.all, page.items.first(), page.items.last()) {
+            if first.key > self.covered
+                && first.prev <= self.covered
+                && page.items.iter().all(|i| self.source.wants(&i.meta))
+            {
+                self.covered = last.key;
+                self.ready.push_back(all.clone());
+                return;
+            }
+        }
+        for item in &page.items {
             if item.key <= self.covered {
                 continue;
             }
@@ -541,7 +613,7 @@ pub async fn stream(
 async fn respond<S: Source>(
     app: &AppState,
     source: S,
-    rx: broadcast::Receiver<Page<S::Meta>>,
+    rx: broadcast::Receiver<Shared<S::Meta>>,
     from: Option<Key>,
 ) -> Result<Response, ApiError> {
     let (covered, behind) = match from {

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup, Render, DOCTYPE};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::http::error::ApiError;
@@ -140,19 +140,73 @@ pub fn html_response(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A time as the page shows it: UTC, with the exact RFC 3339 value for the script's local-time tooltip.
-pub fn time(t: time::OffsetDateTime) -> Markup {
-    let exact = crate::domain::timestamp::format(t);
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let shown = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    html! { time datetime=(exact) { (shown) } }
+pub fn time(t: time::OffsetDateTime) -> Time {
+    Time(t)
+}
+
+/// [`time`]'s markup, written straight into the page (a ticket page has a thousand): the digits
+/// of `<time datetime="2026-12-01T09:30:00.5Z">2026-12-01 09:30:00 UTC</time>`, the attribute as
+/// `domain::timestamp::format` writes it.
+pub struct Time(time::OffsetDateTime);
+
+impl Render for Time {
+    fn render_to(&self, out: &mut String) {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        if !(0..=9999).contains(&t.year()) {
+            // RFC 3339 has no such year: the expanded form, as the record writes it.
+            let exact = crate::domain::timestamp::format(self.0);
+            let shown = format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            return html! { time datetime=(exact) { (shown) } }.render_to(out);
+        }
+        let (date, clock) = (t.date(), t.time());
+        fn digits(out: &mut String, n: u32, width: u32) {
+            for p in (0..width).rev() {
+                out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+            }
+        }
+        let day = |out: &mut String| {
+            digits(out, date.year() as u32, 4);
+            out.push('-');
+            digits(out, u32::from(u8::from(date.month())), 2);
+            out.push('-');
+            digits(out, u32::from(date.day()), 2);
+        };
+        let hms = |out: &mut String| {
+            digits(out, u32::from(clock.hour()), 2);
+            out.push(':');
+            digits(out, u32::from(clock.minute()), 2);
+            out.push(':');
+            digits(out, u32::from(clock.second()), 2);
+        };
+        out.push_str("<time datetime=\"");
+        day(out);
+        out.push('T');
+        hms(out);
+        let mut nanos = clock.nanosecond();
+        if nanos != 0 {
+            // Nine digits, the trailing zeros left out (as the time crate's RFC 3339 writes them).
+            let mut width = 9;
+            while nanos % 10 == 0 {
+                nanos /= 10;
+                width -= 1;
+            }
+            out.push('.');
+            digits(out, nanos, width);
+        }
+        out.push_str("Z\">");
+        day(out);
+        out.push(' ');
+        hms(out);
+        out.push_str(" UTC</time>");
+    }
 }
 
 /// A page's failure, as a page that says what to do.
@@ -218,5 +272,37 @@ impl IntoResponse for UiError {
                 },
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maud::Render;
+
+    #[test]
+    fn times_are_written_as_the_record_formats_them() {
+        for t in [
+            "2026-12-01T09:30:00Z",
+            "2026-12-01T09:30:00.5Z",
+            "2026-12-01T09:30:00.123456Z",
+            "0001-01-01T00:00:00.000000001Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "2026-12-01T10:30:00.120+01:00",
+        ] {
+            let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap();
+            let exact = crate::domain::timestamp::format(t);
+            let u = t.to_offset(time::UtcOffset::UTC);
+            let shown = format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                u.year(),
+                u8::from(u.month()),
+                u.day(),
+                u.hour(),
+                u.minute(),
+                u.second()
+            );
+            let want = maud::html! { time datetime=(exact) { (shown) } }.into_string();
+            assert_eq!(super::time(t).render().into_string(), want);
+        }
     }
 }

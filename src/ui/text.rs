@@ -38,29 +38,47 @@ const PREVIEW_CHARS: usize = 1_200;
 const MAX_CHARS: usize = 64 * 1024;
 
 /// Output as preformatted text: short output as it is, long output as a preview with the rest
-/// one click away in a `<details>`; beyond MAX_CHARS a link to the delivery's raw bytes.
-pub fn output(s: &str, raw_link: &str) -> Markup {
-    let lines = s.lines().count();
-    let chars = s.chars().count();
+/// one click away in a `<details>`; beyond MAX_CHARS a link to the raw bytes of delivery `seq`.
+/// The preview and the text shown are slices of `s` (a page holds a thousand of these).
+pub fn output(s: &str, seq: i64) -> Markup {
+    // One pass: the lines, the characters, and where the preview and the shown text end.
+    let (mut lines, mut chars) = (0usize, 0usize);
+    let mut preview_end = s.len();
+    let mut shown_end = s.len();
+    let mut last = '\n';
+    for (i, c) in s.char_indices() {
+        if chars == PREVIEW_CHARS && preview_end == s.len() {
+            preview_end = i;
+        }
+        if chars == MAX_CHARS {
+            shown_end = i;
+        }
+        if c == '\n' {
+            lines += 1;
+            // The preview is the first PREVIEW_LINES lines, without the last one's line break.
+            if lines == PREVIEW_LINES {
+                preview_end = preview_end.min(i);
+            }
+        }
+        chars += 1;
+        last = c;
+    }
+    // As str::lines counts them: a last line without a line break is a line too.
+    if last != '\n' {
+        lines += 1;
+    }
     if lines <= PREVIEW_LINES && chars <= PREVIEW_CHARS {
         return html! { pre.out { (visible(s)) } };
     }
-    let preview: String = {
-        let mut p: String = s.lines().take(PREVIEW_LINES).collect::<Vec<_>>().join("\n");
-        if p.chars().count() > PREVIEW_CHARS {
-            p = p.chars().take(PREVIEW_CHARS).collect();
-        }
-        p
-    };
-    let (shown, cut) =
-        if chars > MAX_CHARS { (s.chars().take(MAX_CHARS).collect::<String>(), true) } else { (s.to_owned(), false) };
+    let preview = s[..preview_end].strip_suffix('\r').unwrap_or(&s[..preview_end]);
+    let cut = shown_end < s.len();
     html! {
-        pre.out.preview { (visible(&preview)) }
+        pre.out.preview { (visible(preview)) }
         details.fold {
             summary { "Show all " (lines) " lines (" (chars) " characters)" }
-            pre.out { (visible(&shown)) }
+            pre.out { (visible(&s[..shown_end])) }
             @if cut {
-                p.hint { "The first " (MAX_CHARS) " characters are shown. " a href=(raw_link) { "The whole delivery, as received" } "." }
+                p.hint { "The first " (MAX_CHARS) " characters are shown. " a href={"/api/v1/deliveries/" (seq) "/raw"} { "The whole delivery, as received" } "." }
             }
         }
     }
@@ -151,13 +169,67 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// The fold as it was written before it sliced instead of copying (without line breaks
+    /// `\r\n`, whose `\r` the old preview dropped and the full text always showed).
+    fn output_by_copies(s: &str, raw_link: &str) -> String {
+        let lines = s.lines().count();
+        let chars = s.chars().count();
+        if lines <= PREVIEW_LINES && chars <= PREVIEW_CHARS {
+            return html! { pre.out { (visible(s)) } }.into_string();
+        }
+        let mut preview: String = s.lines().take(PREVIEW_LINES).collect::<Vec<_>>().join("\n");
+        if preview.chars().count() > PREVIEW_CHARS {
+            preview = preview.chars().take(PREVIEW_CHARS).collect();
+        }
+        let (shown, cut) = if chars > MAX_CHARS {
+            (s.chars().take(MAX_CHARS).collect::<String>(), true)
+        } else {
+            (s.to_owned(), false)
+        };
+        html! {
+            pre.out.preview { (visible(&preview)) }
+            details.fold {
+                summary { "Show all " (lines) " lines (" (chars) " characters)" }
+                pre.out { (visible(&shown)) }
+                @if cut {
+                    p.hint { "The first " (MAX_CHARS) " characters are shown. " a href=(raw_link) { "The whole delivery, as received" } "." }
+                }
+            }
+        }
+        .into_string()
+    }
+
+    #[test]
+    fn output_is_folded_as_before() {
+        let mut cases = vec![String::new(), "\n".into(), "one line".into(), "é\n".repeat(12), "é\n".repeat(13)];
+        for n in [11, 12, 13, 40] {
+            cases.push("line\n".repeat(n));
+            cases.push("line\n".repeat(n).trim_end().to_owned());
+            cases.push(format!("{}\n\n", "x".repeat(n * 100)));
+        }
+        cases.push("ü".repeat(PREVIEW_CHARS));
+        cases.push("ü".repeat(PREVIEW_CHARS + 1));
+        cases.push(format!("{}\n{}", "a".repeat(PREVIEW_CHARS - 1), "b\n".repeat(20)));
+        cases.push("\u{1b}[31m€\n".repeat(MAX_CHARS / 6));
+        cases.push("€".repeat(MAX_CHARS));
+        cases.push("€".repeat(MAX_CHARS + 1));
+        for s in &cases {
+            assert_eq!(
+                output(s, 7).into_string(),
+                output_by_copies(s, "/api/v1/deliveries/7/raw"),
+                "{:?}",
+                &s[..s.len().min(40)]
+            );
+        }
+    }
+
     #[test]
     fn long_output_is_folded_and_capped() {
         let long = "line\n".repeat(100_000);
-        let html = output(&long, "/raw").into_string();
+        let html = output(&long, 7).into_string();
         assert!(html.contains("<details"));
-        assert!(html.contains("href=\"/raw\""));
+        assert!(html.contains("href=\"/api/v1/deliveries/7/raw\""));
         assert!(html.len() < 100_000);
-        assert!(!output("short", "/raw").into_string().contains("<details"));
+        assert!(!output("short", 7).into_string().contains("<details"));
     }
 }

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped, Render};
 use serde::Deserialize;
 
 use super::{html_response, layout, text, time, UiError, UiReader};
@@ -191,7 +191,6 @@ pub struct TicketPageQuery {
 
 /// Most timeline entries on one page: a longer ticket continues on the next.
 pub const MAX_ENTRIES: i64 = 2_000;
-const FETCH: i64 = 500;
 
 pub async fn one(
     State(app): State<AppState>,
@@ -203,28 +202,13 @@ pub async fn one(
     let ticket =
         read::get_ticket(app.read_pool(), &reader.scope, &name).await?.ok_or(crate::http::error::ApiError::NotFound)?;
     let start = PageParams { limit: None, cursor: q.cursor.clone() }.after::<(i64, i32)>()?.unwrap_or((0, -1));
-    // Pages of FETCH, up to MAX_ENTRIES and one more (which only says there is more).
-    let mut rows: Vec<TimelineRecord> = Vec::new();
-    let mut after = start;
-    loop {
-        let want = (MAX_ENTRIES + 1 - rows.len() as i64).min(FETCH);
-        let got = read::timeline(app.read_pool(), &name, after, want).await?;
-        let n = got.len() as i64;
-        if let Some(last) = got.last() {
-            after = (last.seq, last.position);
-        }
-        rows.extend(got);
-        if n < want || rows.len() as i64 > MAX_ENTRIES {
-            break;
-        }
-    }
-    let page = Page::from_rows(rows, MAX_ENTRIES, |r| (r.seq, r.position), |r| r);
-    let keys: Vec<(i64, i32)> =
-        page.items.iter().filter(|r| r.kind.starts_with("command_")).map(|r| (r.seq, r.position)).collect();
-    let classes = read::command_classes(app.read_pool(), &keys).await?;
+    // Up to MAX_ENTRIES and one more (which only says there is more), with the commands'
+    // classes, in one query.
+    let rows = read::classified_timeline(app.read_pool(), &name, start, MAX_ENTRIES + 1).await?;
+    let page = Page::from_rows(rows, MAX_ENTRIES, |r| (r.entry.seq, r.entry.position), |r| r);
     let href = ticket_href(&ticket.name.0);
     // The stream resumes after the last entry shown: nothing recorded since the page was read is lost.
-    let last = page.items.last().map(|r| format!("{}.{}", r.seq, r.position));
+    let last = page.items.last().map(|r| format!("{}.{}", r.entry.seq, r.entry.position));
     let live = page
         .next_cursor
         .is_none()
@@ -248,9 +232,7 @@ pub async fn one(
         @if page.items.is_empty() {
             p.empty #timeline-empty { "Nothing has happened on this ticket yet. New entries appear here as they are recorded." }
         }
-        ol.timeline #timeline {
-            @for r in &page.items { (entry(r, classes.get(&(r.seq, r.position)))) }
-        }
+        ol.timeline #timeline { (timeline(&page.items)) }
         @if let Some(next) = &page.next_cursor {
             div.pager { a href=(link(&href, &[("cursor", Some(next))])) rel="next" { "Later entries →" } }
         }
@@ -258,9 +240,17 @@ pub async fn one(
     Ok(html_response(StatusCode::OK, layout(&ticket.name.0, &reader.frame, "tickets", live.as_deref(), body)))
 }
 
+/// The entries, written into one buffer sized for them (the page's bulk: a thousand entries are
+/// about 500 KB).
+fn timeline(rows: &[read::ClassifiedEntry]) -> PreEscaped<String> {
+    let mut out = String::with_capacity(rows.len() * 512);
+    for r in rows {
+        entry(&r.entry, r.class().as_ref()).render_to(&mut out);
+    }
+    PreEscaped(out)
+}
+
 fn entry(r: &TimelineRecord, class: Option<&CommandClass>) -> Markup {
-    let id = format!("{}.{}", r.seq, r.position);
-    let raw = format!("/api/v1/deliveries/{}/raw", r.seq);
     let (css, label) = match r.kind.as_str() {
         "user_message" => ("user_message", "User"),
         "agent_message" => ("agent_message", "Agent"),
@@ -273,15 +263,9 @@ fn entry(r: &TimelineRecord, class: Option<&CommandClass>) -> Markup {
     let non_2xx = r.status_code.is_some_and(|s| !(200..300).contains(&s));
     let risky = class.and_then(|c| c.risk.as_deref());
     let failed = class.is_some_and(|c| c.failed) || failed_action;
-    let mut classes = format!("entry {css}");
-    if risky.is_some() {
-        classes.push_str(" risky");
-    }
-    if failed || non_2xx {
-        classes.push_str(" failed");
-    }
     html! {
-        li class=(classes) id={"e" (id)} data-id=(id) {
+        li.entry.(css).risky[risky.is_some()].failed[failed || non_2xx]
+            id={"e" (r.seq) "." (r.position)} data-id={(r.seq) "." (r.position)} {
             header {
                 span.who-said { (label) }
                 (time(r.at))
@@ -293,8 +277,8 @@ fn entry(r: &TimelineRecord, class: Option<&CommandClass>) -> Markup {
                 p.redacted { span.badge title="the delivery was redacted: its text is gone, its proof stays" { "redacted" } }
             } @else {
                 @if let Some(content) = &r.content { p.message { (text::visible(&content.0)) } }
-                @if let Some(command) = &r.command { (text::output(&command.0, &raw)) }
-                @if let Some(result) = &r.result { (text::output(&result.0, &raw)) }
+                @if let Some(command) = &r.command { (text::output(&command.0, r.seq)) }
+                @if let Some(result) = &r.result { (text::output(&result.0, r.seq)) }
             }
             @if let Some(action) = &r.action {
                 p {

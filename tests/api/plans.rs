@@ -53,14 +53,18 @@ SELECT e.seq, 2 + p, e.ticket_name,
        CASE WHEN p % 3 = 0 THEN NULL ELSE 'OK ' || repeat('out ', 20) END, p % 3 <> 0, e.received_at
 FROM action_events e, generate_series(1, 5) p WHERE e.kind = 'conversation' AND p <= e.seq % 6;
 
+-- Classified as the service's classifier leaves it: all but the newest deliveries' commands.
+INSERT INTO reporting.command_class SELECT * FROM reporting.classify_range(0, {DELIVERIES} - 500);
+UPDATE reporting.classified SET seq = {DELIVERIES} - 500;
+
 ANALYZE;
 "#
     );
     sqlx::raw_sql(&sql).execute(&mut *conn).await.expect("load the store");
 }
 
-use ticket_audit::store::read::{self, Built, CommandFilter, DeliveryFilter, TicketFilter};
-use ticket_audit::store::Scope;
+use ticket_audit::store::read::{self, Built, ClassFilter, CommandFilter, DeliveryFilter, TicketFilter};
+use ticket_audit::store::{stream, Scope};
 
 fn t(s: &str) -> time::OffsetDateTime {
     ticket_audit::domain::timestamp::parse(s).unwrap()
@@ -301,6 +305,77 @@ fn cases() -> Vec<(&'static str, &'static str, Built)> {
                 false,
                 None,
                 51,
+            ),
+        ),
+        // The web page (/ui/commands, /ui/tickets/{name}): the same reads with the reporting
+        // rules' classes, the commands filtered on them too.
+        (
+            "commands with their classes",
+            "commands",
+            read::list_classified_commands_query(
+                &all,
+                &CommandFilter::default(),
+                &ClassFilter::default(),
+                false,
+                None,
+                51,
+            ),
+        ),
+        (
+            "commands by outcome",
+            "commands",
+            read::list_classified_commands_query(
+                &all,
+                &CommandFilter::default(),
+                // A class the store has (its results are all "OK ..." or none).
+                &ClassFilter { outcome: Some("ok".into()), risk: None },
+                false,
+                None,
+                51,
+            ),
+        ),
+        (
+            "commands by risk class, by agent",
+            "commands",
+            read::list_classified_commands_query(
+                &all,
+                &CommandFilter { agent_name: Some("k8s".into()), ..Default::default() },
+                &ClassFilter { outcome: None, risk: Some("delete".into()) },
+                false,
+                None,
+                51,
+            ),
+        ),
+        (
+            "risky commands of a tenant token",
+            "commands",
+            read::list_classified_commands_query(
+                &tenant("tenant-5"),
+                &CommandFilter::default(),
+                &ClassFilter { outcome: None, risk: Some(read::RISKY.into()) },
+                false,
+                None,
+                51,
+            ),
+        ),
+        (
+            "a ticket page's timeline with its classes",
+            "commands",
+            read::classified_timeline_query(ticket, (0, -1), 2001),
+        ),
+        ("a ticket page's later entries", "commands", read::classified_timeline_query(ticket, (mid, 3), 2001)),
+        // The live tail (GET /api/v1/stream): what is new after a cursor, every ticket's entries
+        // and the executed commands.
+        ("the live tail's entries", "commands", stream::entries_query((mid, 3), 500)),
+        (
+            "the live tail's commands",
+            "commands",
+            read::list_commands_query(
+                &all,
+                &CommandFilter { executed: Some(true), ..Default::default() },
+                true,
+                Some((mid, 3)),
+                500,
             ),
         ),
         // GET /api/v1/deliveries, /deliveries/{id}, /deliveries/{id}/raw
