@@ -4,10 +4,11 @@
 #
 #   bench/stream.sh [--streams 1000] [--path /api/v1/stream | --ticket-streams] [--concurrency 64]
 #                   [--duration 10] [--rounds 2] [--port 18090] [--out DIR]
-#                   [--service BIN] [--baseline BIN]
+#                   [--service BIN] [--baseline BIN] [--db NAME]
 #
-# One fresh database (ta_bench_stream, dropped at the end) on DATABASE_URL's server (default the
-# local postgres@127.0.0.1:5432), and `ticket-audit serve` (release build, or --service BIN).
+# One fresh database (--db, default ta_bench_stream, dropped at the end) on DATABASE_URL's server
+# (default the local postgres@127.0.0.1:5432), and `ticket-audit serve` (release build, or
+# --service BIN).
 # Rounds alternate ingest with no stream and with --streams streams open (ticket-audit-bench
 # streams), so drift in the machine falls on both alike; the ratio is of the means. Memory: the
 # service's VmRSS before the streams open, once they are open and idle, and its peak while the
@@ -31,6 +32,7 @@ OUT=""
 TICKET_STREAMS=0
 SERVICE_BIN=""
 BASELINE=""
+DB=ta_bench_stream
 while [ $# -gt 0 ]; do
     case "$1" in
         --streams) STREAMS=$2; shift ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
         --ticket-streams) TICKET_STREAMS=1 ;;
         --service) SERVICE_BIN=$(realpath "$2"); shift ;;
         --baseline) BASELINE=$(realpath "$2"); shift ;;
+        --db) DB=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -60,7 +63,6 @@ say() { printf '\n== %s\n' "$*" >&2; }
 ADMIN_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SERVER_URL=${ADMIN_URL%%\?*}
 SERVER_URL=${SERVER_URL%/*}
-DB=ta_bench_stream
 psql_q() { psql "$SERVER_URL/$1?sslmode=disable" -v ON_ERROR_STOP=1 -Atqc "$2"; }
 
 SERVICE_PID=""
