@@ -920,6 +920,8 @@ mod tests {
         let tickets = ["A", "B", "C", "D", "E"];
         let mut w = Watched::new();
         let mut now: HashMap<String, u32> = HashMap::new();
+        // Each channel's ticket.
+        let mut names: HashMap<u32, String> = HashMap::new();
         let (mut next_channel, mut seq) = (0, 0i64);
         let mut record: Vec<(String, Key)> = Vec::new();
         let mut sent: Vec<(String, Key, Key)> = Vec::new();
@@ -932,13 +934,18 @@ mod tests {
                 }
                 1 => {
                     next_channel += 1;
+                    names.insert(next_channel, t.clone());
                     now.insert(t, next_channel);
                 }
                 _ => {}
             }
             for _ in 0..rand(3) {
-                next_channel += 1;
-                now.entry(tickets[rand(5) as usize].to_owned()).or_insert(next_channel);
+                let t = tickets[rand(5) as usize].to_owned();
+                if !now.contains_key(&t) {
+                    next_channel += 1;
+                    names.insert(next_channel, t.clone());
+                    now.insert(t, next_channel);
+                }
             }
             w.update(&now, |a, b| a == b, cursor);
             let mut read = Vec::new();
@@ -948,7 +955,7 @@ mod tests {
             }
             record.extend(read.iter().cloned());
             for (channel, prev, items) in w.split(read.into_iter().map(|(t, k)| (t, k, ()))) {
-                let ticket = now.iter().find(|(_, c)| **c == channel).map(|(t, _)| t.clone()).unwrap();
+                let ticket = names[&channel].clone();
                 let mut prev = prev;
                 for (key, ()) in items {
                     sent.push((ticket.clone(), prev, key));

@@ -475,47 +475,43 @@ async fn many_ticket_streams_at_once_each_get_exactly_their_tickets_entries_in_o
 }
 
 #[tokio::test]
-async fn a_ticket_stream_opened_while_its_entries_are_committed_misses_and_repeats_nothing() {
+async fn ticket_streams_opened_while_their_entries_are_committed_miss_and_repeat_nothing() {
     let app = spawn_app().await;
-    let tickets: Vec<String> = (0..4).map(|i| format!("W-{i}")).collect();
+    let tickets: Vec<String> = (0..24).map(|i| format!("W-{i}")).collect();
+    let mut created = Vec::new();
     for t in &tickets {
         app.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+        created.push(timeline(&app, t).await[0]["id"].as_str().unwrap().to_owned());
     }
-    let created = timeline(&app, "W-0").await[0]["id"].as_str().unwrap().to_owned();
-    // Another ticket watched throughout, so that the tail reads while the streams join.
-    let mut other = open(&app, "/api/v1/stream?ticket=W-1", None, None).await;
-    const N: usize = 400;
+    // Paces the joins below: one each ten commands.
+    let mut commands = open(&app, "/api/v1/stream", None, None).await;
+    const N: usize = 720;
     let senders = deliver_concurrently(&app, &tickets, 0..N, 8);
-    // Streams join one after the other while W-0's entries are committed: from the head (each
-    // must go on from wherever it placed itself) and from W-0's first entry (all of it).
+    // While every ticket's entries are committed, each ticket gets its first stream (its channel
+    // is created while the tail reads), from the head: it must go on from wherever it placed
+    // itself. Then a second one beside it, from the ticket's first entry: all of it.
     let (mut from_head, mut from_start) = (Vec::new(), Vec::new());
-    let mut early = Vec::new();
-    for _ in 0..6 {
-        from_head.push(open(&app, "/api/v1/stream?ticket=W-0", None, None).await);
-        from_start.push(open(&app, "/api/v1/stream?ticket=W-0", None, Some(&created)).await);
-        // Let some of W-0's entries come before the next pair joins.
-        early.extend(from_head[0].events(4).await);
+    for (t, created) in tickets.iter().zip(&created) {
+        commands.events(10).await;
+        from_head.push(open(&app, &format!("/api/v1/stream?ticket={t}"), None, None).await);
+        from_start.push(open(&app, &format!("/api/v1/stream?ticket={t}"), None, Some(created)).await);
     }
     for s in senders {
         s.await.unwrap();
     }
-    app.deliver(&message("W-0", "the end", "the end", &[])).await;
-    let want = timeline(&app, "W-0").await;
-    let ids: Vec<&str> = want.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    for s in &mut from_start {
-        assert_eq!(datas(&s.events(want.len() - 1).await), want[1..], "from Last-Event-ID: every entry, once");
+    for t in &tickets {
+        app.deliver(&message(t, "the end", "the end", &[])).await;
     }
-    for (i, s) in from_head.iter_mut().enumerate() {
+    for ((t, head), start) in tickets.iter().zip(&mut from_head).zip(&mut from_start) {
+        let want = timeline(&app, t).await;
+        assert_eq!(datas(&start.events(want.len() - 1).await), want[1..], "{t} from Last-Event-ID: every entry, once");
         // Whatever its first entry, the rest follow it, each once, up to the last.
-        let mut got = if i == 0 { std::mem::take(&mut early) } else { s.events(1).await };
-        let at = ids.iter().position(|id| *id == got[0].1).expect("an entry of W-0");
-        let more = want.len() - at - got.len();
-        got.extend(s.events(more).await);
-        assert_eq!(datas(&got), want[at..], "stream {i}");
+        let mut got = head.events(1).await;
+        let at = want.iter().position(|e| e["id"].as_str().unwrap() == got[0].1).expect("an entry of the ticket");
+        got.extend(head.events(want.len() - at - 1).await);
+        assert_eq!(datas(&got), want[at..], "{t} from the head");
         assert_eq!(got.last().unwrap().2["content"], "the end");
     }
-    let w1 = timeline(&app, "W-1").await;
-    assert_eq!(datas(&other.events(w1.len() - 1).await), w1[1..]);
 }
 
 #[tokio::test]
