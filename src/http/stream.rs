@@ -344,20 +344,28 @@ impl<C: Clone> Watched<C> {
     /// One read's rows (ticket, key, row), in key order, by ticket: for each watched ticket
     /// with rows, its channel, its first row's `prev` and its rows in order; its `last` moves to
     /// its last row. Rows of other tickets are dropped.
-    fn split<R>(&mut self, rows: impl IntoIterator<Item = (String, Key, R)>) -> Vec<(C, Key, Vec<(Key, R)>)> {
+    fn split<R>(&mut self, rows: impl IntoIterator<Item = (String, Key, R)>) -> Vec<Split<C, R>> {
         let mut at: HashMap<String, usize> = HashMap::new();
-        let mut out: Vec<(C, Key, Vec<(Key, R)>)> = Vec::new();
+        let mut out: Vec<Split<C, R>> = Vec::new();
         for (ticket, key, row) in rows {
             let Some(chain) = self.tickets.get_mut(&ticket) else { continue };
             let prev = std::mem::replace(&mut chain.last, key);
             let i = *at.entry(ticket).or_insert_with(|| {
-                out.push((chain.channel.clone(), prev, Vec::new()));
+                out.push(Split { channel: chain.channel.clone(), prev, rows: Vec::new() });
                 out.len() - 1
             });
-            out[i].2.push((key, row));
+            out[i].rows.push((key, row));
         }
         out
     }
+}
+
+/// One ticket's rows of a read ([`Watched::split`]).
+struct Split<C, R> {
+    channel: C,
+    /// The first row's `prev`.
+    prev: Key,
+    rows: Vec<(Key, R)>,
 }
 
 type TicketTx = broadcast::Sender<Shared<()>>;
@@ -420,7 +428,7 @@ impl Entries {
             let read_to = rows.last().map(|r| (r.entry.seq, r.entry.position));
             let rows =
                 rows.into_iter().map(|r| (String::from(r.ticket_name), (r.entry.seq, r.entry.position), r.entry));
-            for (tx, prev, items) in self.watched.split(rows) {
+            for Split { channel: tx, prev, rows: items } in self.watched.split(rows) {
                 let items = items
                     .into_iter()
                     .map(|(key, entry)| (key, (), inline(sse(Ticket::EVENT, key, &json(&TimelineEntry::from(entry))))))
@@ -864,9 +872,9 @@ mod tests {
     }
 
     /// (channel, prev, keys) of each ticket's page, by channel.
-    fn pages(split: Vec<(u32, Key, Vec<(Key, ())>)>) -> Vec<(u32, Key, Vec<Key>)> {
+    fn pages(split: Vec<Split<u32, ()>>) -> Vec<(u32, Key, Vec<Key>)> {
         let mut pages: Vec<_> =
-            split.into_iter().map(|(c, prev, items)| (c, prev, items.into_iter().map(|(k, ())| k).collect())).collect();
+            split.into_iter().map(|s| (s.channel, s.prev, s.rows.into_iter().map(|(k, ())| k).collect())).collect();
         pages.sort();
         pages
     }
@@ -941,10 +949,10 @@ mod tests {
             }
             for _ in 0..rand(3) {
                 let t = tickets[rand(5) as usize].to_owned();
-                if !now.contains_key(&t) {
+                if let std::collections::hash_map::Entry::Vacant(e) = now.entry(t) {
                     next_channel += 1;
-                    names.insert(next_channel, t.clone());
-                    now.insert(t, next_channel);
+                    names.insert(next_channel, e.key().clone());
+                    e.insert(next_channel);
                 }
             }
             w.update(&now, |a, b| a == b, cursor);
@@ -954,10 +962,10 @@ mod tests {
                 read.push((tickets[rand(5) as usize].to_owned(), (seq, position)));
             }
             record.extend(read.iter().cloned());
-            for (channel, prev, items) in w.split(read.into_iter().map(|(t, k)| (t, k, ()))) {
+            for Split { channel, prev, rows } in w.split(read.into_iter().map(|(t, k)| (t, k, ()))) {
                 let ticket = names[&channel].clone();
                 let mut prev = prev;
-                for (key, ()) in items {
+                for (key, ()) in rows {
                     sent.push((ticket.clone(), prev, key));
                     prev = key;
                 }
