@@ -35,11 +35,12 @@
 //!   the channels no stream holds (so none is removed with a subscriber, and none gets one after
 //!   its removal) and notes the new ones; then it reads, outside the lock.
 //! - *A stream registered after the tail's look, during its read*: its ticket is not in that
-//!   read, whose entries of T are never sent. The next look takes T in with the read's end
-//!   (the next start) as its first `prev`, and sends it the empty page at once (the registration
-//!   woke the tail). If the stream placed itself before that `prev` (its head was read before the
-//!   read ended), it catches up from the database up to a head read after the page was sent,
-//!   thus past that `prev`; otherwise it already has everything before it.
+//!   read, whose entries of T are never sent. The next look (before the next read, or as soon as
+//!   the tail is idle: a registration wakes it) takes T in with the read's end (the next start)
+//!   as its first `prev`, and sends it the empty page. If the stream placed itself before that
+//!   `prev` (its head was read before the read ended), it catches up from the database up to a
+//!   head read after the page was sent, thus past that `prev`; otherwise it already has
+//!   everything before it. Without the empty page it would wait for T's next entry to notice.
 //! - *A channel that lost its last stream and gains one before the tail looks*: it is the same
 //!   channel, still watched, its chain unbroken: the new stream is placed as any other is.
 //! - *A channel removed, then created again for the same ticket*: the tail sees a different
