@@ -4,15 +4,17 @@
 #
 #   bench/stream.sh [--streams 1000] [--path /api/v1/stream | --ticket-streams] [--concurrency 64]
 #                   [--duration 10] [--rounds 2] [--port 18090] [--out DIR]
-#                   [--service BIN] [--baseline BIN]
+#                   [--service BIN] [--baseline BIN] [--db NAME]
 #
-# One fresh database (ta_bench_stream, dropped at the end) on DATABASE_URL's server (default the
-# local postgres@127.0.0.1:5432), and `ticket-audit serve` (release build, or --service BIN).
+# One fresh database (--db, default ta_bench_stream, dropped at the end) on DATABASE_URL's server
+# (default the local postgres@127.0.0.1:5432), and `ticket-audit serve` (release build, or
+# --service BIN).
 # Rounds alternate ingest with no stream and with --streams streams open (ticket-audit-bench
 # streams), so drift in the machine falls on both alike; the ratio is of the means. Memory: the
 # service's VmRSS before the streams open, once they are open and idle, and its peak while the
-# ingest with streams runs (VmHWM, reset before). CPU: the service's, and the stream client's
-# (on the same cores: it competes with the service, PostgreSQL and the senders).
+# ingest with streams runs (VmHWM, reset before). CPU: the service's, the stream client's (on the
+# same cores: it competes with the service, PostgreSQL and the senders), and that of the
+# PostgreSQL backends serving the bench database (the tail's reads are there).
 #
 # --ticket-streams opens each stream on a ticket of its own (`?ticket=NAME`, as ticket pages do),
 # the names taken from the warm-up's tickets, instead of --path for all. --baseline BIN runs each
@@ -31,6 +33,7 @@ OUT=""
 TICKET_STREAMS=0
 SERVICE_BIN=""
 BASELINE=""
+DB=ta_bench_stream
 while [ $# -gt 0 ]; do
     case "$1" in
         --streams) STREAMS=$2; shift ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
         --ticket-streams) TICKET_STREAMS=1 ;;
         --service) SERVICE_BIN=$(realpath "$2"); shift ;;
         --baseline) BASELINE=$(realpath "$2"); shift ;;
+        --db) DB=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -60,7 +64,6 @@ say() { printf '\n== %s\n' "$*" >&2; }
 ADMIN_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SERVER_URL=${ADMIN_URL%%\?*}
 SERVER_URL=${SERVER_URL%/*}
-DB=ta_bench_stream
 psql_q() { psql "$SERVER_URL/$1?sslmode=disable" -v ON_ERROR_STOP=1 -Atqc "$2"; }
 
 SERVICE_PID=""
@@ -106,6 +109,16 @@ stop_service() {
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
 kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVICE_PID/status"; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
+# CPU ticks of the PostgreSQL backends serving the bench database, as "pid ticks" lines.
+pg_ticks() {
+    for pid in $(psql_q postgres "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'"); do
+        echo "$pid $(cpu_ticks "$pid")"
+    done
+}
+# CPU seconds those backends used since pg_ticks wrote file $1 (a backend new since counts all).
+pg_cpu_since() {
+    pg_ticks | awk -v hz="$(getconf CLK_TCK)" 'NR == FNR { before[$1] = $2; next } { t += $2 - before[$1] } END { printf "%.2f", t / hz }' "$1" -
+}
 
 say "warm-up: 2,000 deliveries"
 start_service "$SERVICE"
@@ -130,11 +143,11 @@ for round in $(seq 1 "$ROUNDS"); do
         psql_q "$DB" "VACUUM ANALYZE"
         say "round $round, $label: ingest with no stream open"
         la=$(load1)
-        svc0=$(cpu_ticks "$SERVICE_PID")
+        svc0=$(cpu_ticks "$SERVICE_PID"); pg_ticks >"$OUT/pg-ticks"
         line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
             --concurrency "$CONCURRENCY" --duration "$DURATION" --id-prefix "r${round}${label}none-" --label none --json)
-        svc1=$(cpu_ticks "$SERVICE_PID")
-        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$label', round=$round, streams=0, load=$la, service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
+        svc1=$(cpu_ticks "$SERVICE_PID"); pg=$(pg_cpu_since "$OUT/pg-ticks")
+        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$label', round=$round, streams=0, load=$la, pg_cpu_s=$pg, service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
 
         say "round $round, $label: opening $STREAMS streams ($STREAM_PATH)"
         rss_before=$(kb VmRSS)
@@ -148,14 +161,14 @@ for round in $(seq 1 "$ROUNDS"); do
         echo 5 >"/proc/$SERVICE_PID/clear_refs" 2>/dev/null || true
         say "round $round, $label: ingest with $(cat "$OUT/streams-ready") streams open"
         la=$(load1)
-        svc0=$(cpu_ticks "$SERVICE_PID"); cli0=$(cpu_ticks "$STREAMS_PID")
+        svc0=$(cpu_ticks "$SERVICE_PID"); cli0=$(cpu_ticks "$STREAMS_PID"); pg_ticks >"$OUT/pg-ticks"
         line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
             --concurrency "$CONCURRENCY" --duration "$DURATION" --id-prefix "r${round}${label}open-" --label open --json)
-        svc1=$(cpu_ticks "$SERVICE_PID"); cli1=$(cpu_ticks "$STREAMS_PID")
+        svc1=$(cpu_ticks "$SERVICE_PID"); cli1=$(cpu_ticks "$STREAMS_PID"); pg=$(pg_cpu_since "$OUT/pg-ticks")
         hwm=$(kb VmHWM)
         wait "$STREAMS_PID" || true
         STREAMS_PID=""
-        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); s=json.load(open('$OUT/streams-$round.json')); r.update(build='$label', round=$round, load=$la, streams=s['opened'], stream_failed=s['failed'], stream_events=s['events'], stream_bytes=s.get('bytes', 0), rss_before_kb=$rss_before, rss_open_kb=$rss_open, hwm_kb=$hwm, service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), client_cpu_s=($cli1-$cli0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
+        echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); s=json.load(open('$OUT/streams-$round.json')); r.update(build='$label', round=$round, load=$la, streams=s['opened'], stream_failed=s['failed'], stream_events=s['events'], stream_bytes=s.get('bytes', 0), rss_before_kb=$rss_before, rss_open_kb=$rss_open, hwm_kb=$hwm, pg_cpu_s=$pg, service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), client_cpu_s=($cli1-$cli0)/$(getconf CLK_TCK)); print(json.dumps(r))" >>"$rows"
         stop_service
     done
 done
@@ -164,19 +177,20 @@ echo "command: bench/stream.sh --streams $STREAMS --path '$STREAM_PATH' --concur
 python3 - "$rows" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| build | round | streams open | load avg | deliveries/s | p99 ms | events read by the streams | MB read | service CPU s / stream client CPU s | VmRSS MB before / open idle / peak while ingesting |")
+print("| build | round | streams open | load avg | deliveries/s | p99 ms | events read by the streams | MB read | service CPU s / stream client CPU s / PostgreSQL CPU s | VmRSS MB before / open idle / peak while ingesting |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
 for r in rows:
     mem = f"{r['rss_before_kb']/1024:.1f} / {r['rss_open_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f}" if r["streams"] else ""
     mb = f"{r['stream_bytes']/1e6:.0f}" if r["streams"] else ""
-    print(f"| {r['build']} | {r['round']} | {r['streams']} | {r['load']:.1f} | {r['deliveries_per_sec']:.0f} | {r['p99_ms']:.1f} | {r.get('stream_events', '')} | {mb} | {r['service_cpu_s']:.1f} / {r.get('client_cpu_s', 0):.1f} | {mem} |")
+    print(f"| {r['build']} | {r['round']} | {r['streams']} | {r['load']:.1f} | {r['deliveries_per_sec']:.0f} | {r['p99_ms']:.1f} | {r.get('stream_events', '')} | {mb} | {r['service_cpu_s']:.1f} / {r.get('client_cpu_s', 0):.1f} / {r['pg_cpu_s']:.1f} | {mem} |")
 print()
 for build in dict.fromkeys(r["build"] for r in rows):
     mine = [r for r in rows if r["build"] == build]
     none = [r["deliveries_per_sec"] for r in mine if r["streams"] == 0]
     open_ = [r for r in mine if r["streams"]]
     ratio = (sum(r["deliveries_per_sec"] for r in open_) / len(open_)) / (sum(none) / len(none))
+    rounds = ", ".join(f"{r['deliveries_per_sec'] / n:.2f}" for r, n in zip(open_, none))
     idle = max((r["rss_open_kb"] - r["rss_before_kb"]) / 1024 for r in open_)
     peak = max((r["hwm_kb"] - r["rss_before_kb"]) / 1024 for r in open_)
-    print(f"{build}: ingest with streams / without: {ratio:.3f}; memory of the streams: +{idle:.1f} MB open and idle, +{peak:.1f} MB at the peak while ingesting")
+    print(f"{build}: ingest with streams / without: {ratio:.3f} (rounds: {rounds}); memory of the streams: +{idle:.1f} MB open and idle, +{peak:.1f} MB at the peak while ingesting")
 PY

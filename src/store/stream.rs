@@ -10,7 +10,8 @@ use sqlx::{PgPool, QueryBuilder};
 use super::read::{self, CommandFilter, CommandRecord, Scope, TimelineRecord};
 use super::text::PgText;
 
-/// A timeline entry with the ticket it belongs to (the tail reads every ticket's at once).
+/// A timeline entry with the ticket it belongs to (the tail reads every ticket's at once, and
+/// keeps the watched tickets').
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TicketEntry {
     pub ticket_name: PgText,

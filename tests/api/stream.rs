@@ -405,3 +405,196 @@ async fn an_item_too_large_to_broadcast_comes_from_the_database_whole_and_in_its
     let timeline = walk(&app, "/api/v1/tickets/T-1/timeline", None).await;
     assert_eq!(entries.events(5).await.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), timeline[1..]);
 }
+
+/// A ticket's timeline, as the read API gives it, oldest first.
+async fn timeline(app: &TestApp, ticket: &str) -> Vec<Value> {
+    walk(app, &format!("/api/v1/tickets/{ticket}/timeline"), None).await
+}
+
+fn datas(events: &[(String, String, Value)]) -> Vec<Value> {
+    events.iter().map(|e| e.2.clone()).collect()
+}
+
+/// `senders` tasks that deliver the messages of `range` between them, message `i` to
+/// `tickets[i % len]`.
+fn deliver_concurrently(
+    app: &TestApp,
+    tickets: &[String],
+    range: std::ops::Range<usize>,
+    senders: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..senders)
+        .map(|s| {
+            let (client, url, tickets) = (app.client.clone(), app.url("/webhooks"), tickets.to_vec());
+            let range = range.clone();
+            tokio::spawn(async move {
+                for i in (range.start + s..range.end).step_by(senders) {
+                    let (c, r) = cmd(i);
+                    let body = message(&tickets[i % tickets.len()], &format!("q{i}"), &format!("a{i}"), &[(&c, &r)]);
+                    let res = client.post(&url).body(body).send().await.unwrap();
+                    assert_eq!(res.status(), 202);
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn many_ticket_streams_at_once_each_get_exactly_their_tickets_entries_in_order() {
+    let app = spawn_app().await;
+    let tickets: Vec<String> = (0..12).map(|i| format!("M-{i}")).collect();
+    for t in &tickets {
+        app.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+    }
+    // Two streams on each ticket but the last, which nobody watches; a command stream beside.
+    let mut streams = Vec::new();
+    for t in &tickets[..tickets.len() - 1] {
+        for _ in 0..2 {
+            streams.push((t.clone(), open(&app, &format!("/api/v1/stream?ticket={t}"), None, None).await));
+        }
+    }
+    let mut commands = open(&app, "/api/v1/stream", None, None).await;
+    const N: usize = 240;
+    for s in deliver_concurrently(&app, &tickets, 0..N, 8) {
+        s.await.unwrap();
+    }
+    assert_eq!(commands.events(N).await.len(), N);
+    for (t, s) in &mut streams {
+        let want = timeline(&app, t).await;
+        let got = s.events(want.len() - 1).await;
+        assert!(got.iter().all(|(event, ..)| event == "entry"));
+        assert_eq!(datas(&got), want[1..], "{t}: its entries after ticket_created, each once, in order");
+    }
+    // Nothing else was pending on any of them: the next event is its ticket's next entry.
+    for t in &tickets {
+        app.deliver(&message(t, &format!("last of {t}"), "a", &[])).await;
+    }
+    for (t, s) in &mut streams {
+        assert_eq!(s.events(1).await[0].2["content"], format!("last of {t}"), "{t}");
+    }
+}
+
+#[tokio::test]
+async fn ticket_streams_opened_while_their_entries_are_committed_miss_and_repeat_nothing() {
+    let app = spawn_app().await;
+    let tickets: Vec<String> = (0..24).map(|i| format!("W-{i}")).collect();
+    let mut created = Vec::new();
+    for t in &tickets {
+        app.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+        created.push(timeline(&app, t).await[0]["id"].as_str().unwrap().to_owned());
+    }
+    // Paces the joins below: one each ten commands.
+    let mut commands = open(&app, "/api/v1/stream", None, None).await;
+    const N: usize = 720;
+    let senders = deliver_concurrently(&app, &tickets, 0..N, 8);
+    // While every ticket's entries are committed, each ticket gets its first stream (its channel
+    // is created while the tail reads), from the head: it must go on from wherever it placed
+    // itself. Then a second one beside it, from the ticket's first entry: all of it.
+    let (mut from_head, mut from_start) = (Vec::new(), Vec::new());
+    for (t, created) in tickets.iter().zip(&created) {
+        commands.events(10).await;
+        from_head.push(open(&app, &format!("/api/v1/stream?ticket={t}"), None, None).await);
+        from_start.push(open(&app, &format!("/api/v1/stream?ticket={t}"), None, Some(created)).await);
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    for t in &tickets {
+        app.deliver(&message(t, "the end", "the end", &[])).await;
+    }
+    for ((t, head), start) in tickets.iter().zip(&mut from_head).zip(&mut from_start) {
+        let want = timeline(&app, t).await;
+        assert_eq!(datas(&start.events(want.len() - 1).await), want[1..], "{t} from Last-Event-ID: every entry, once");
+        // Whatever its first entry, the rest follow it, each once, up to the last.
+        let mut got = head.events(1).await;
+        let at = want.iter().position(|e| e["id"].as_str().unwrap() == got[0].1).expect("an entry of the ticket");
+        got.extend(head.events(want.len() - at - 1).await);
+        assert_eq!(datas(&got), want[at..], "{t} from the head");
+        assert_eq!(got.last().unwrap().2["content"], "the end");
+    }
+}
+
+#[tokio::test]
+async fn ticket_streams_that_close_and_reopen_get_their_ticket_afresh_each_time() {
+    let app = spawn_app().await;
+    for t in ["R-1", "R-2"] {
+        app.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+    }
+    // R-2 stays watched, so that the tail goes on reading (and drops R-1's channel) while R-1
+    // has no stream.
+    let mut r2 = open(&app, "/api/v1/stream?ticket=R-2", None, None).await;
+    const ROUNDS: usize = 8;
+    let mut seen: Vec<(String, String, Value)> = Vec::new();
+    for round in 0..ROUNDS {
+        // Reopened at the head (even rounds), or resumed from the last entry seen (odd: as a
+        // browser reconnects), when no stream of R-1 is left.
+        let resume = (round % 2 == 1).then(|| seen.last().unwrap().1.clone());
+        let mut r1 = open(&app, "/api/v1/stream?ticket=R-1", None, resume.as_deref()).await;
+        app.deliver(&message("R-1", &format!("open {round}"), &format!("open {round} reply"), &[])).await;
+        let got = r1.events(if resume.is_some() { 4 } else { 2 }).await;
+        let contents: Vec<&str> = got.iter().map(|e| e.2["content"].as_str().unwrap()).collect();
+        let mut want = vec![format!("open {round}"), format!("open {round} reply")];
+        if resume.is_some() {
+            want.splice(0..0, [format!("closed {}", round - 1), format!("closed {} reply", round - 1)]);
+        }
+        assert_eq!(contents, want, "round {round}");
+        seen.extend(got);
+        // A second stream of the same ticket beside it, closed first.
+        let mut beside = open(&app, "/api/v1/stream?ticket=R-1", None, None).await;
+        app.deliver(&message("R-1", &format!("both {round}"), &format!("both {round} reply"), &[])).await;
+        let both = r1.events(2).await;
+        assert_eq!(datas(&beside.events(2).await), datas(&both), "round {round}");
+        seen.extend(both);
+        drop(beside);
+        drop(r1);
+        // Committed while R-1 has no stream, and then R-2's: once R-2's arrives, the tail has
+        // read past R-1's (without it) and has dropped R-1's channel.
+        app.deliver(&message("R-1", &format!("closed {round}"), &format!("closed {round} reply"), &[])).await;
+        app.deliver(&message("R-2", &format!("r2 {round}"), "a", &[])).await;
+        assert_eq!(r2.events(2).await[0].2["content"], format!("r2 {round}"));
+    }
+    // Altogether, R-1's timeline but for ticket_created and what came while no stream was open
+    // before a reopen at the head (or after the last round): each entry once, in order.
+    let missed =
+        |c: &str| (0..ROUNDS).filter(|r| r % 2 == 1 || *r == ROUNDS - 1).any(|r| c.starts_with(&format!("closed {r}")));
+    let want: Vec<Value> = timeline(&app, "R-1")
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] != "ticket_created" && !missed(e["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(datas(&seen), want);
+}
+
+#[tokio::test]
+async fn a_ticket_stream_resumed_from_an_old_last_event_id_reads_the_gap_then_goes_on_live() {
+    let app = spawn_app().await;
+    for t in ["O-1", "O-2"] {
+        app.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+    }
+    let mut o2 = open(&app, "/api/v1/stream?ticket=O-2", None, None).await;
+    // More than a page of catch-up (200 rows) behind, and more coming while it catches up.
+    let tickets = ["O-1".to_owned(), "O-2".to_owned()];
+    for s in deliver_concurrently(&app, &tickets, 0..200, 4) {
+        s.await.unwrap();
+    }
+    let old = timeline(&app, "O-1").await;
+    assert!(old.len() > 300);
+    let from = old[5]["id"].as_str().unwrap().to_owned();
+    let more = deliver_concurrently(&app, &tickets, 200..300, 4);
+    let mut resumed = open(&app, "/api/v1/stream?ticket=O-1", None, Some(&from)).await;
+    let mut by_after = open(&app, &format!("/api/v1/stream?ticket=O-1&after={from}"), None, None).await;
+    for s in more {
+        s.await.unwrap();
+    }
+    app.deliver(&message("O-1", "live", "a", &[])).await;
+    let want = timeline(&app, "O-1").await;
+    assert_eq!(datas(&resumed.events(want.len() - 6).await), want[6..]);
+    assert_eq!(datas(&by_after.events(want.len() - 6).await), want[6..]);
+    // And live after it, without a repeat.
+    app.deliver(&message("O-1", "live again", "a", &[])).await;
+    for s in [&mut resumed, &mut by_after] {
+        assert_eq!(s.events(1).await[0].2["content"], "live again");
+    }
+    let o2_all = timeline(&app, "O-2").await;
+    assert_eq!(datas(&o2.events(o2_all.len() - 1).await), o2_all[1..]);
+}
