@@ -495,3 +495,8 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
     cmd.args(args).env_remove("DATABASE_URL").envs(env.iter().copied()).stdin(std::process::Stdio::null());
     cmd
 }
+
+/// The sum of the Prometheus samples whose name and labels start with `prefix` (0 when absent).
+pub fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
