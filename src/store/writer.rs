@@ -5,7 +5,9 @@
 //! is sent only after the transaction holding it has committed. While one batch commits, the
 //! next gathers and goes in: its rows are written from the head the committing batch leaves, and
 //! its head update, a compare-and-swap, waits for that commit ([`Pipeline`]). Batches grow with
-//! load and cost nothing when it is quiet; both cores stay busy.
+//! load and cost nothing when it is quiet; both cores stay busy. With several instances on one
+//! database, one writes at a time, each in turn for a slice of time ([`super::lease`]), so that
+//! their batches do not undo each other's.
 //!
 //! Nothing a sender sends may stop it: a batch whose write fails on what a delivery holds (the
 //! database refuses a value, or a panic in encoding it) is split and its deliveries stored one by
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::{execute_batch, Basis, BatchError, Executed, Head, InFlight, NewDelivery, Outcome};
 use super::classify::WriterActivity;
+use super::lease::{self, Lease, Taken};
 
 /// Restarts the supervisor allows within [`RESTART_WINDOW`] before it gives up.
 pub const MAX_RESTARTS: usize = 5;
@@ -219,8 +222,21 @@ async fn run(
     let mut pipeline = Pipeline::new(pool, activity, commits);
     loop {
         if lanes.is_empty() {
-            // The batch committing now (if any) answers its senders itself: wait for the next.
-            if !open || rx.recv_many(&mut incoming, max_batch).await == 0 {
+            // The batch committing now (if any) answers its senders itself: wait for the next,
+            // handing the writers' lease over meanwhile if another instance waits for it.
+            if !open {
+                break;
+            }
+            let received = loop {
+                if !pipeline.lease.is_held() {
+                    break rx.recv_many(&mut incoming, max_batch).await;
+                }
+                tokio::select! {
+                    n = rx.recv_many(&mut incoming, max_batch) => break n,
+                    () = tokio::time::sleep(lease::SLICE) => pipeline.hand_over_if_wanted().await,
+                }
+            };
+            if received == 0 {
                 break;
             }
         } else if open {
@@ -263,6 +279,7 @@ async fn run(
         }
     }
     pipeline.settle().await;
+    pipeline.lease.release().await;
 }
 
 /// Deliveries of more than this many rows wait in a lane of their own (in `serve`).
@@ -380,6 +397,8 @@ struct Pipeline<'a> {
     pending: Option<Pending>,
     /// Until when batches start under lock (another writer was seen).
     locked_until: Option<Instant>,
+    /// One writer at a time among the instances on the database.
+    lease: Lease,
 }
 
 impl<'a> Pipeline<'a> {
@@ -392,6 +411,17 @@ impl<'a> Pipeline<'a> {
             last_seen: None,
             pending: None,
             locked_until: None,
+            lease: Lease::new(pool),
+        }
+    }
+
+    /// Lets the batch in flight commit and hands the writers' lease to the instance waiting for
+    /// it, if one does (looked at once per [`lease::SLICE`]).
+    async fn hand_over_if_wanted(&mut self) {
+        if self.lease.wanted().await {
+            self.settle().await;
+            self.lease.release().await;
+            self.head = None;
         }
     }
 
@@ -404,6 +434,11 @@ impl<'a> Pipeline<'a> {
 
     /// Writes one batch; its senders are answered once it commits (or fails).
     async fn write(&mut self, jobs: Vec<Job>) {
+        if self.lease.take().await == Taken::New {
+            // Another instance may have written since this one last held the lease.
+            self.settle().await;
+            self.head = None;
+        }
         let mut contention = 0;
         loop {
             let deliveries: Vec<&NewDelivery> = jobs.iter().map(|j| &j.delivery).collect();
@@ -420,6 +455,7 @@ impl<'a> Pipeline<'a> {
                     let in_flight = std::mem::take(&mut done.in_flight);
                     let task = commit_and_answer(done, jobs, self.commits.clone(), self.busy.clone(), started);
                     self.pending = Some(Pending { in_flight, done: tokio::spawn(task) });
+                    self.hand_over_if_wanted().await;
                     return;
                 }
                 Err(attempt) => {
