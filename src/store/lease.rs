@@ -27,7 +27,7 @@ pub const LEASE_LOCK: i64 = 0x7461_5f77_7274;
 
 /// How long a writer holds the lease before it looks for a waiter (and, holding it, between two
 /// looks). A waiter waits about this long, plus the holder's batch in flight.
-pub const SLICE: Duration = Duration::from_millis(20);
+pub const SLICE: Duration = Duration::from_millis(10);
 
 /// The longest wait for the lease (the lock's `lock_timeout`): a holder that stopped answering
 /// (its process frozen, its connection alive) must not stop the others. Past it the batch is
