@@ -9,11 +9,12 @@
 //!
 //! So a writer holds a session advisory lock, on a connection of its own, while it writes: the
 //! holder pipelines freely (no one else moves the head), the others wait for the lock with their
-//! queues filling, and take the lock with a large batch. Every [`SLICE`] the holder asks whether
-//! another writer waits for the lock (`pg_locks`), and if one does, lets its batch in flight
-//! commit, unlocks and asks again, queueing behind the waiter (PostgreSQL grants a lock to its
-//! waiters in order). A writer alone holds the lock for as long as it runs and pays one probe
-//! per slice.
+//! queues filling, and take the lock with a large batch. When the holder has nothing more to
+//! write for the moment, or has written for a [`SLICE`], it asks whether another writer waits
+//! for the lock (`pg_locks`), and if one does, lets its batch in flight commit, unlocks and asks
+//! again, queueing behind the waiter (PostgreSQL grants a lock to its waiters in order): the
+//! instances' senders are not left idle while one instance writes. A writer alone holds the lock
+//! for as long as it runs and pays one probe per [`IDLE_LOOK`] at most.
 //!
 //! Whatever fails here (the connection, the wait past [`WAIT_MAX`]), the writer goes on without
 //! the lease, from the head under lock: slower when another instance writes, never wrong.
@@ -28,6 +29,10 @@ pub const LEASE_LOCK: i64 = 0x7461_5f77_7274;
 /// How long a writer holds the lease before it looks for a waiter (and, holding it, between two
 /// looks). A waiter waits about this long, plus the holder's batch in flight.
 pub const SLICE: Duration = Duration::from_millis(10);
+
+/// How often an idle holder looks for a waiter at most: an instance alone, writing small batches
+/// with pauses between them, asks at most this often.
+pub const IDLE_LOOK: Duration = Duration::from_millis(1);
 
 /// The longest wait for the lease (the lock's `lock_timeout`): a holder that stopped answering
 /// (its process frozen, its connection alive) must not stop the others. Past it the batch is
@@ -134,12 +139,13 @@ impl Lease {
         Ok(())
     }
 
-    /// Whether the holder should hand the lease over: a slice has passed since it last looked
-    /// and another writer waits. False when not held. A failed look gives the lease up (its
-    /// connection is closed, which unlocks it).
-    pub async fn wanted(&mut self) -> bool {
+    /// Whether the holder should hand the lease over: another writer waits, and this one has
+    /// nothing else to write now (`idle`) or has held it for a slice since it last looked. Looked
+    /// at most once per [`IDLE_LOOK`] when idle, per [`SLICE`] otherwise. False when not held. A
+    /// failed look gives the lease up (its connection is closed, which unlocks it).
+    pub async fn wanted(&mut self, idle: bool) -> bool {
         let Some(conn) = self.conn.as_mut().filter(|_| self.held) else { return false };
-        if self.looked_at.elapsed() < SLICE {
+        if self.looked_at.elapsed() < if idle { IDLE_LOOK } else { SLICE } {
             return false;
         }
         self.looked_at = Instant::now();

@@ -228,12 +228,15 @@ async fn run(
                 break;
             }
             let received = loop {
+                if pipeline.lease.is_held() {
+                    pipeline.hand_over_if_wanted(true).await;
+                }
                 if !pipeline.lease.is_held() {
                     break rx.recv_many(&mut incoming, max_batch).await;
                 }
                 tokio::select! {
                     n = rx.recv_many(&mut incoming, max_batch) => break n,
-                    () = tokio::time::sleep(lease::SLICE) => pipeline.hand_over_if_wanted().await,
+                    () = tokio::time::sleep(lease::SLICE) => {}
                 }
             };
             if received == 0 {
@@ -262,6 +265,9 @@ async fn run(
                     metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
                     pipeline.write(batch).await;
                 }
+                // Nothing more to write now, or the slice is over: the lease goes to an instance
+                // that waits for it.
+                pipeline.hand_over_if_wanted(rx.is_empty() && lanes.is_empty()).await;
                 if large {
                     // A large delivery's time includes its commit: its successor waits for it.
                     pipeline.settle().await;
@@ -416,9 +422,9 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Lets the batch in flight commit and hands the writers' lease to the instance waiting for
-    /// it, if one does (looked at once per [`lease::SLICE`]).
-    async fn hand_over_if_wanted(&mut self) {
-        if self.lease.wanted().await {
+    /// it, if one does. `idle`: this writer has nothing else to write now.
+    async fn hand_over_if_wanted(&mut self, idle: bool) {
+        if self.lease.wanted(idle).await {
             self.settle().await;
             self.lease.release().await;
             self.head = None;
@@ -434,7 +440,17 @@ impl<'a> Pipeline<'a> {
 
     /// Writes one batch; its senders are answered once it commits (or fails).
     async fn write(&mut self, jobs: Vec<Job>) {
-        if self.lease.take().await == Taken::New {
+        // Waiting for the lease counts as busy: the instance that waits has a backlog, and its
+        // classifier must yield to the writing as if its own writer were at it.
+        let taken = if self.lease.is_held() {
+            Taken::Kept
+        } else {
+            self.busy.start();
+            let taken = self.lease.take().await;
+            self.busy.stop();
+            taken
+        };
+        if taken == Taken::New {
             // Another instance may have written since this one last held the lease.
             self.settle().await;
             self.head = None;
@@ -455,7 +471,6 @@ impl<'a> Pipeline<'a> {
                     let in_flight = std::mem::take(&mut done.in_flight);
                     let task = commit_and_answer(done, jobs, self.commits.clone(), self.busy.clone(), started);
                     self.pending = Some(Pending { in_flight, done: tokio::spawn(task) });
-                    self.hand_over_if_wanted().await;
                     return;
                 }
                 Err(attempt) => {

@@ -379,11 +379,15 @@ pub async fn chain_rows(db: &PgPool) -> Vec<ChainRow> {
     .unwrap()
 }
 
+/// Sessions of `db`'s database waiting for a lock (the tests share a cluster: other tests' waits
+/// are not this one's).
+pub const WAITING_HERE_SQL: &str = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE NOT l.granted AND a.datname = current_database()";
+
 /// Returns once some session waits for a lock: the writer, stopped on a lock the test holds.
 pub async fn until_a_session_waits_for_a_lock(db: &PgPool) {
     loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(db).await.unwrap();
+        let waiting: i64 = sqlx::query_scalar(WAITING_HERE_SQL).fetch_one(db).await.unwrap();
         if waiting > 0 {
             return;
         }
