@@ -2,7 +2,7 @@
 # Ingest with one service instance, then with two on one database, in one run: the same 64
 # senders (split evenly over the instances), the same file, a fresh database each time. Prints
 # deliveries/s, p99 (the worst instance's), the head-moved retries (the instances contending
-# for the ledger head), and checks that every acknowledged delivery is stored once, the seq is
+# for the ledger head), the writers' lease hand-overs (and waits for it that timed out), and checks that every acknowledged delivery is stored once, the seq is
 # gapless and `ticket-audit verify` passes.
 #
 #   bench/instances.sh [--senders 64] [--duration 10] [--instances "1 2"] [--bin PATH]
@@ -92,6 +92,8 @@ for n in $COUNTS; do
     done
     psql_q "$db" "VACUUM ANALYZE"
     retries0=$(metric "$n" ticket_audit_write_retries_total)
+    handed0=$(metric "$n" ticket_audit_writer_lease_handed_over_total)
+    timeouts0=$(metric "$n" ticket_audit_writer_lease_timeouts_total)
     lg=()
     for i in $(seq 0 $((n - 1))); do
         "$LOADGEN" ingest --url "http://127.0.0.1:$((PORT + i))" --file "$DATA" --secret "$SECRET" \
@@ -101,14 +103,16 @@ for n in $COUNTS; do
     done
     for p in "${lg[@]}"; do wait "$p"; done
     retries1=$(metric "$n" ticket_audit_write_retries_total)
+    handed=$(python3 -c "print($(metric "$n" ticket_audit_writer_lease_handed_over_total) - $handed0)")
+    timeouts=$(python3 -c "print($(metric "$n" ticket_audit_writer_lease_timeouts_total) - $timeouts0)")
     stop_all
     stored=$(psql_q "$db" "select count(*) from deliveries")
     gapless=$(psql_q "$db" "select count(*) = max(seq) from deliveries")
     verified=ok
     DATABASE_URL=$(db_url "$db") "$BIN" verify >"$OUT/instances-$n-verify.txt" 2>&1 || verified=FAILED
-    python3 - "$n" "$stored" "$gapless" "$verified" "$retries0" "$retries1" "$OUT" >>"$ROWS" <<'EOF'
+    python3 - "$n" "$stored" "$gapless" "$verified" "$retries0" "$retries1" "$OUT" "$handed" "$timeouts" >>"$ROWS" <<'EOF'
 import json, sys
-n, stored, gapless, verified, r0, r1, out = sys.argv[1:]
+n, stored, gapless, verified, r0, r1, out, handed, timeouts = sys.argv[1:]
 runs = [json.load(open(f"{out}/instances-{n}-{i}.json")) for i in range(int(n))]
 print(json.dumps({
     "instances": int(n),
@@ -119,6 +123,7 @@ print(json.dumps({
     "non_2xx": sum(v for r in runs for k, v in r["statuses"].items() if not k.startswith("2")),
     "stored": int(stored), "gapless": gapless == "t", "verify": verified,
     "retries": float(r1) - float(r0),
+    "handed_over": float(handed), "lease_timeouts": float(timeouts),
 }))
 EOF
     psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
@@ -127,11 +132,11 @@ echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git rev-parse --short HEAD
 python3 - "$ROWS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| instances | deliveries/s | p50 ms | p99 ms (worst instance) | non-2xx | head retries | stored (incl. warm-up) | gapless | verify |")
-print("|---:|---:|---:|---:|---:|---:|---:|---|---|")
+print("| instances | deliveries/s | p50 ms | p99 ms (worst instance) | non-2xx | head retries | lease hand-overs (timeouts) | stored (incl. warm-up) | gapless | verify |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
 for r in rows:
     print(f"| {r['instances']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} | "
-          f"{r['retries']:.0f} | {r['stored']} | {r['gapless']} | {r['verify']} |")
+          f"{r['retries']:.0f} | {r.get('handed_over', 0):.0f} ({r.get('lease_timeouts', 0):.0f}) | {r['stored']} | {r['gapless']} | {r['verify']} |")
 if len(rows) >= 2:
     print(f"\n{rows[-1]['instances']} instances / {rows[0]['instances']}: {rows[-1]['deliveries_per_sec'] / rows[0]['deliveries_per_sec']:.2f}x")
 EOF

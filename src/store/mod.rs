@@ -6,6 +6,7 @@ pub mod classify;
 pub mod database;
 pub mod evidence;
 pub mod export;
+pub mod lease;
 pub mod ledger;
 pub mod migrate;
 pub mod partitions;

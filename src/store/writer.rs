@@ -5,7 +5,9 @@
 //! is sent only after the transaction holding it has committed. While one batch commits, the
 //! next gathers and goes in: its rows are written from the head the committing batch leaves, and
 //! its head update, a compare-and-swap, waits for that commit ([`Pipeline`]). Batches grow with
-//! load and cost nothing when it is quiet; both cores stay busy.
+//! load and cost nothing when it is quiet; both cores stay busy. With several instances on one
+//! database, one writes at a time, each in turn for a slice of time ([`super::lease`]), so that
+//! their batches do not undo each other's.
 //!
 //! Nothing a sender sends may stop it: a batch whose write fails on what a delivery holds (the
 //! database refuses a value, or a panic in encoding it) is split and its deliveries stored one by
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::{execute_batch, Basis, BatchError, Executed, Head, InFlight, NewDelivery, Outcome};
 use super::classify::WriterActivity;
+use super::lease::{self, Lease, Taken};
 
 /// Restarts the supervisor allows within [`RESTART_WINDOW`] before it gives up.
 pub const MAX_RESTARTS: usize = 5;
@@ -219,8 +222,24 @@ async fn run(
     let mut pipeline = Pipeline::new(pool, activity, commits);
     loop {
         if lanes.is_empty() {
-            // The batch committing now (if any) answers its senders itself: wait for the next.
-            if !open || rx.recv_many(&mut incoming, max_batch).await == 0 {
+            // The batch committing now (if any) answers its senders itself: wait for the next,
+            // handing the writers' lease over meanwhile if another instance waits for it.
+            if !open {
+                break;
+            }
+            let received = loop {
+                if pipeline.lease.is_held() {
+                    pipeline.hand_over_if_wanted(true).await;
+                }
+                if !pipeline.lease.is_held() {
+                    break rx.recv_many(&mut incoming, max_batch).await;
+                }
+                tokio::select! {
+                    n = rx.recv_many(&mut incoming, max_batch) => break n,
+                    () = tokio::time::sleep(lease::SLICE) => {}
+                }
+            };
+            if received == 0 {
                 break;
             }
         } else if open {
@@ -246,6 +265,9 @@ async fn run(
                     metrics::histogram!("ticket_audit_write_batch_size").record(batch.len() as f64);
                     pipeline.write(batch).await;
                 }
+                // Nothing more to write now, or the slice is over: the lease goes to an instance
+                // that waits for it.
+                pipeline.hand_over_if_wanted(rx.is_empty() && lanes.is_empty()).await;
                 if large {
                     // A large delivery's time includes its commit: its successor waits for it.
                     pipeline.settle().await;
@@ -263,6 +285,7 @@ async fn run(
         }
     }
     pipeline.settle().await;
+    pipeline.lease.release().await;
 }
 
 /// Deliveries of more than this many rows wait in a lane of their own (in `serve`).
@@ -380,6 +403,8 @@ struct Pipeline<'a> {
     pending: Option<Pending>,
     /// Until when batches start under lock (another writer was seen).
     locked_until: Option<Instant>,
+    /// One writer at a time among the instances on the database.
+    lease: Lease,
 }
 
 impl<'a> Pipeline<'a> {
@@ -392,6 +417,17 @@ impl<'a> Pipeline<'a> {
             last_seen: None,
             pending: None,
             locked_until: None,
+            lease: Lease::new(pool),
+        }
+    }
+
+    /// Lets the batch in flight commit and hands the writers' lease to the instance waiting for
+    /// it, if one does. `idle`: this writer has nothing else to write now.
+    async fn hand_over_if_wanted(&mut self, idle: bool) {
+        if self.lease.wanted(idle).await {
+            self.settle().await;
+            self.lease.release().await;
+            self.head = None;
         }
     }
 
@@ -404,6 +440,21 @@ impl<'a> Pipeline<'a> {
 
     /// Writes one batch; its senders are answered once it commits (or fails).
     async fn write(&mut self, jobs: Vec<Job>) {
+        // Waiting for the lease counts as busy: the instance that waits has a backlog, and its
+        // classifier must yield to the writing as if its own writer were at it.
+        let taken = if self.lease.is_held() {
+            Taken::Kept
+        } else {
+            self.busy.start();
+            let taken = self.lease.take().await;
+            self.busy.stop();
+            taken
+        };
+        if taken == Taken::New {
+            // Another instance may have written since this one last held the lease.
+            self.settle().await;
+            self.head = None;
+        }
         let mut contention = 0;
         loop {
             let deliveries: Vec<&NewDelivery> = jobs.iter().map(|j| &j.delivery).collect();

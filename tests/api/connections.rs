@@ -210,11 +210,6 @@ async fn over_the_connection_cap_new_connections_are_closed_at_once_and_the_serv
     assert!(after.contains("ticket_audit_connections_open "), "{after}");
 }
 
-/// The value of the samples whose name and labels start with `prefix` (0 when absent).
-fn sample(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 /// One request over HTTP/2 (prior knowledge, as a sender without TLS speaks it): status and body.
 async fn h2_request(app: &TestApp, req: hyper::Request<String>) -> Result<(u16, Vec<u8>), hyper::Error> {
     use http_body_util::BodyExt;

@@ -379,11 +379,15 @@ pub async fn chain_rows(db: &PgPool) -> Vec<ChainRow> {
     .unwrap()
 }
 
+/// Sessions of `db`'s database waiting for a lock (the tests share a cluster: other tests' waits
+/// are not this one's).
+pub const WAITING_HERE_SQL: &str = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE NOT l.granted AND a.datname = current_database()";
+
 /// Returns once some session waits for a lock: the writer, stopped on a lock the test holds.
 pub async fn until_a_session_waits_for_a_lock(db: &PgPool) {
     loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(db).await.unwrap();
+        let waiting: i64 = sqlx::query_scalar(WAITING_HERE_SQL).fetch_one(db).await.unwrap();
         if waiting > 0 {
             return;
         }
@@ -494,4 +498,9 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ticket-audit"));
     cmd.args(args).env_remove("DATABASE_URL").envs(env.iter().copied()).stdin(std::process::Stdio::null());
     cmd
+}
+
+/// The sum of the Prometheus samples whose name and labels start with `prefix` (0 when absent).
+pub fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }

@@ -131,6 +131,18 @@ async fn three_instances_on_one_database_keep_one_gapless_chain_one_tree_and_sto
     // One tree, signed by the instances in turn: every checkpoint any of them signed is the
     // tree's root at its size, so each extends every smaller one.
     until_checkpoint(&direct, DELIVERIES as i64).await;
+    // The writers took turns with the lease: no batch was written from a head another instance
+    // then moved, unless a wait for the lease timed out (a machine too loaded to hand it over
+    // within a second).
+    let (mut retries, mut timeouts, mut taken) = (0.0, 0.0, 0.0);
+    for b in &instances {
+        let m = client.get(format!("{}/metrics", b.base)).send().await.unwrap().text().await.unwrap();
+        retries += sample(&m, "ticket_audit_write_retries_total");
+        timeouts += sample(&m, "ticket_audit_writer_lease_timeouts_total");
+        taken += sample(&m, "ticket_audit_writer_lease_taken_total");
+    }
+    assert!(taken >= INSTANCES as f64, "every instance took the writers' lease: {taken}");
+    assert!(retries == 0.0 || timeouts > 0.0, "{retries} batches lost a race for the head with the lease");
     for mut b in instances {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(b.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
             .unwrap();
@@ -175,9 +187,57 @@ async fn three_instances_on_one_database_keep_one_gapless_chain_one_tree_and_sto
     assert!(verify.status.success(), "ticket-audit verify passes:\n{}\n{}", verify.stdout, verify.stderr);
     eprintln!(
         "{INSTANCES} instances: {sent} requests for {DELIVERIES} deliveries (answers per instance {served:?}); \
-         {} checkpoints of {} distinct sizes, {out_of_order} smaller than one signed before; {:?}",
+         {} checkpoints of {} distinct sizes, {out_of_order} smaller than one signed before; \
+         the lease taken {taken} times, {retries} retries, {timeouts} lease timeouts; {:?}",
         notes.len(),
         sizes.len(),
         started.elapsed()
     );
+}
+
+/// The lease as PostgreSQL holds it in `db`: (granted, waiting) sessions.
+async fn lease_sessions(db: &sqlx::PgPool) -> (i64, i64) {
+    let key = ticket_audit::store::lease::LEASE_LOCK;
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 1
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid",
+    )
+    .bind(key)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// A writer that holds the lease and stopped (its process frozen, its connection alive) must not
+/// stop the others: each waits at most `lease::WAIT_MAX` and writes without it; once the holder
+/// lets go, the lease is taken again.
+#[tokio::test]
+async fn a_lease_holder_that_stopped_answering_does_not_stop_another_instance() {
+    let app = spawn_app().await;
+    let key = ticket_audit::store::lease::LEASE_LOCK;
+    let mut frozen = app.db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(key).execute(&mut *frozen).await.unwrap();
+    let before = app.get("/metrics", None).await.text().await.unwrap();
+    let started = Instant::now();
+    let first = app.deliver(&message("LEASE-1", "q", "a", &[("kubectl get pods", "ok")])).await;
+    let waited = started.elapsed();
+    assert!(waited >= ticket_audit::store::lease::WAIT_MAX, "it waited for the lease first: {waited:?}");
+    let after = app.get("/metrics", None).await.text().await.unwrap();
+    let timeouts = |m: &str| sample(m, "ticket_audit_writer_lease_timeouts_total");
+    assert!(timeouts(&after) > timeouts(&before), "the wait is counted");
+    assert_eq!(lease_sessions(&app.db).await, (1, 0), "only the frozen holder has it; nobody waits now");
+
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *frozen).await.unwrap();
+    drop(frozen);
+    // After its back-off the writer takes the lease again and keeps it.
+    let mut n = 1;
+    while lease_sessions(&app.db).await.0 == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the lease was never taken again");
+        n += 1;
+        app.deliver(&message("LEASE-1", &format!("q{n}"), "a", &[])).await;
+    }
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM ledger_head").fetch_one(&app.db).await.unwrap();
+    assert_eq!(head, first + n - 1, "every delivery stored, in order");
 }

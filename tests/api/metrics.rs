@@ -2,11 +2,6 @@
 
 use crate::helpers::*;
 
-/// The value of the sample whose name and labels start with `prefix` (0 when absent).
-fn sample(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 #[tokio::test]
 async fn metrics_count_outcomes_and_time_requests() {
     let app = spawn_app().await;

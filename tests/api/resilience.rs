@@ -232,8 +232,7 @@ async fn sigterm_answers_every_delivery_in_flight_then_exits_0() {
         })
         .collect();
     loop {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted").fetch_one(&direct).await.unwrap();
+        let waiting: i64 = sqlx::query_scalar(WAITING_HERE_SQL).fetch_one(&direct).await.unwrap();
         // Every delivery has reached the writer: queued, or in the batch it holds on the lock.
         let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
         let value = |name: &str| -> f64 {
