@@ -845,7 +845,17 @@ async fn the_summaries_follow_a_reassignment_and_a_redaction() {
     load(&app).await;
     let opts: PgConnectOptions = (*app.db.connect_options()).clone();
     let mut conn = raw_connection(&opts).await;
-    ticket_audit::store::classify::catch_up(&mut conn).await.unwrap();
+    // Classified one delivery at a time, as the service does when it keeps up: delivery 9 runs
+    // delivery 4's proposal in a later step (ticket_days' never_run goes down then).
+    let mut tx = conn.begin().await.unwrap();
+    unclassify(&mut tx).await;
+    while ticket_audit::store::classify::step(&mut tx, 1).await.unwrap() > 0 {}
+    tx.commit().await.unwrap();
+    let never_run: i64 = sqlx::query_scalar("SELECT sum(never_run)::bigint FROM reporting.ticket_days")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(never_run, 3, "delivery 6's and 9's proposals");
     assert_eq!(agent_days_executed(&mut conn, Some("aws"), Some("acme")).await, 4, "T-1's executed commands");
     assert_eq!(agent_days_executed(&mut conn, None, None).await, 2, "T-4's and the one without a ticket");
     reports_answer_as_before(&app, "classified", false).await;
