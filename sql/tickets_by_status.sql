@@ -14,19 +14,19 @@
 -- user_messages (oldest first, then by name).
 \ir params.psql
 
--- The tickets themselves, answered when an agent message is counted for them in the day summary
--- (V12's message_days, classified deliveries) or stored since (above the classifier's
--- watermark): not every message read and grouped (reporting.tickets). The list's user messages
--- are counted for its rows only (messages_ticket).
+-- The tickets themselves, answered when an agent message is counted for them, at any time, by
+-- reporting.message_counts (V12: the day summary for classified deliveries, the messages above
+-- the classifier's watermark one by one), not every message read and grouped as
+-- reporting.tickets does. The list's user messages are counted for its rows only
+-- (messages_ticket).
 WITH answered AS (
-    SELECT DISTINCT ticket_name
-    FROM (SELECT d.ticket_name FROM reporting.message_days d WHERE d.agent_messages > 0
-          UNION ALL
-          SELECT m.ticket_name FROM public.messages m
-          WHERE m.seq > (SELECT c.seq FROM reporting.classified c) AND m.role = 'agent') a
+    SELECT m.ticket_name, true AS answered
+    FROM reporting.message_counts('-infinity', 'infinity') m
+    GROUP BY m.ticket_name
+    HAVING sum(m.agent_messages) > 0
 ), tickets AS (
     SELECT t.name AS ticket, t.tenant_id, t.agent_name, t.status, t.first_seen_at AS first_activity_at,
-           t.last_activity_at, a.ticket_name IS NOT NULL AS answered
+           t.last_activity_at, a.answered IS TRUE AS answered
     FROM public.tickets t
     LEFT JOIN answered a ON a.ticket_name = t.name
     WHERE t.first_seen_at >= :'since'::timestamptz AND t.first_seen_at < :'until'::timestamptz
@@ -42,19 +42,23 @@ GROUP BY 1, 2
 ORDER BY coalesce(status, '(none)') COLLATE "C", coalesce(agent_name, '(none)') COLLATE "C";
 
 WITH answered AS (
-    SELECT DISTINCT ticket_name
-    FROM (SELECT d.ticket_name FROM reporting.message_days d WHERE d.agent_messages > 0
-          UNION ALL
-          SELECT m.ticket_name FROM public.messages m
-          WHERE m.seq > (SELECT c.seq FROM reporting.classified c) AND m.role = 'agent') a
-), waiting AS (
+    SELECT m.ticket_name, true AS answered
+    FROM reporting.message_counts('-infinity', 'infinity') m
+    GROUP BY m.ticket_name
+    HAVING sum(m.agent_messages) > 0
+), flagged AS MATERIALIZED (
+    -- Every ticket of the window with its flag first (one hash join), then the oldest: planned
+    -- with the LIMIT inside, the join walks the tickets in order and loops over the answered
+    -- set (whose size the planner does not know) for each.
     SELECT t.name AS ticket, t.tenant_id, t.agent_name, t.status, t.first_seen_at AS first_activity_at,
-           t.last_activity_at
+           t.last_activity_at, a.answered IS TRUE AS answered
     FROM public.tickets t
-    WHERE NOT EXISTS (SELECT FROM answered a WHERE a.ticket_name = t.name)
-      AND t.first_seen_at >= :'since'::timestamptz AND t.first_seen_at < :'until'::timestamptz
+    LEFT JOIN answered a ON a.ticket_name = t.name
+    WHERE t.first_seen_at >= :'since'::timestamptz AND t.first_seen_at < :'until'::timestamptz
       AND (:'tenant' = '' OR t.tenant_id = :'tenant')
-    ORDER BY t.first_seen_at, t.name COLLATE "C"
+), waiting AS (
+    SELECT * FROM flagged WHERE NOT answered
+    ORDER BY first_activity_at, ticket COLLATE "C"
     LIMIT (:'limit')::bigint
 )
 SELECT w.ticket, coalesce(w.tenant_id, '(none)') AS tenant, coalesce(w.agent_name, '(none)') AS agent,
