@@ -517,9 +517,11 @@ BEGIN
           FROM old_runs o
           JOIN new_runs n ON n.seq = o.seq AND n.position = o.position
           JOIN reporting.command_class k ON k.seq = o.seq AND k.position = o.position
-          WHERE o.run_seq IS NULL AND n.run_seq IS NOT NULL
+          WHERE o.run_seq IS NULL AND n.run_seq IS NOT NULL AND o.ticket_name IS NOT NULL
           GROUP BY 1, 2) r
-    WHERE s.day = r.day AND s.ticket_name IS NOT DISTINCT FROM r.ticket_name;
+    -- Equality (a proposal without a ticket is run in its own delivery, never later): IS NOT
+    -- DISTINCT FROM would neither hash nor use the key, one pass over ticket_days per row.
+    WHERE s.day = r.day AND s.ticket_name = r.ticket_name;
     RETURN NULL;
 END
 $fn$;
