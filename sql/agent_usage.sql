@@ -13,7 +13,7 @@
 \ir params.psql
 
 -- Counted per (agent, ticket) first, from the commands counted per day and ticket
--- (reporting.command_counts, V12), where count(DISTINCT ticket) would sort every command.
+-- (reporting.ticket_counts, V14), where count(DISTINCT ticket) would sort every command.
 SELECT agent,
        sum(executed) AS executed,
        count(ticket) AS tickets,
@@ -26,7 +26,7 @@ FROM (
            sum(c.executed)::bigint AS executed,
            sum(c.error)::bigint AS errors,
            sum(c.denied)::bigint AS denials
-    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    FROM reporting.ticket_counts(:'since'::timestamptz, :'until'::timestamptz) c
     LEFT JOIN public.tickets t ON t.name = c.ticket_name
     WHERE c.executed > 0
       AND (:'tenant' = '' OR t.tenant_id = :'tenant')

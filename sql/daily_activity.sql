@@ -24,9 +24,9 @@ WITH events AS (
     FROM reporting.message_counts(:'since'::timestamptz, :'until'::timestamptz) m
     LEFT JOIN public.tickets t ON t.name = m.ticket_name
     UNION ALL
-    SELECT c.day, t.tenant_id, 0, 0, 0, c.proposed, c.executed
-    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
-    LEFT JOIN public.tickets t ON t.name = c.ticket_name
+    -- Commands counted per day and tenant (V14).
+    SELECT c.day, c.tenant_id, 0, 0, 0, c.proposed, c.executed
+    FROM reporting.agent_counts(:'since'::timestamptz, :'until'::timestamptz) c
 )
 SELECT day, coalesce(tenant_id, '(none)') AS tenant,
        sum(opened)::bigint AS tickets_opened,

@@ -4,15 +4,14 @@
 \if :{?since} \else \set since '-infinity' \endif
 \if :{?until} \else \set until 'infinity' \endif
 
-SELECT coalesce(d.action, '(none)')                                   AS action,
-       count(*)                                                       AS deliveries,
-       count(*) FILTER (WHERE NOT e.success)                          AS failed,
-       count(*) FILTER (WHERE d.normalize_error IS NOT NULL)          AS not_normalized,
-       min(d.received_at)                                             AS first_received,
-       max(d.received_at)                                             AS last_received
-FROM deliveries d
-JOIN action_events e ON e.seq = d.seq
-WHERE d.received_at >= :'since'::timestamptz
-  AND d.received_at <  :'until'::timestamptz
+-- Counted per day and action (reporting.delivery_counts, V14: whole days from reporting.delivery_days,
+-- the rest row by row), not over every delivery's row.
+SELECT coalesce(c.action, '(none)')                                   AS action,
+       sum(c.deliveries)::bigint                                      AS deliveries,
+       sum(c.failed)::bigint                                          AS failed,
+       sum(c.not_normalized)::bigint                                  AS not_normalized,
+       min(c.first_received)                                          AS first_received,
+       max(c.last_received)                                           AS last_received
+FROM reporting.delivery_counts(:'since'::timestamptz, :'until'::timestamptz) c
 GROUP BY 1
 ORDER BY deliveries DESC, action;

@@ -14,14 +14,16 @@
 -- Result 2 columns: at, ticket, tenant, agent, command (newest first, then by delivery and position).
 \ir params.psql
 
+-- The counts per agent from reporting.proposal_counts (V14: whole days from the day summaries,
+-- the rest row by row); the list from reporting.proposals, newest first (an index on the
+-- proposals' times).
 SELECT agent, proposed, never_executed, round(100.0 * never_executed / proposed, 1) AS never_executed_pct
 FROM (
-    SELECT coalesce(agent_name, '(none)') AS agent,
-           count(*) AS proposed,
-           count(*) FILTER (WHERE NOT was_executed) AS never_executed
-    FROM reporting.proposals
-    WHERE at >= :'since'::timestamptz AND at < :'until'::timestamptz
-      AND (:'tenant' = '' OR tenant_id = :'tenant')
+    SELECT coalesce(c.agent_name, '(none)') AS agent,
+           sum(c.proposed)::bigint AS proposed,
+           sum(c.never_executed)::bigint AS never_executed
+    FROM reporting.proposal_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    WHERE :'tenant' = '' OR c.tenant_id = :'tenant'
     GROUP BY 1
 ) per_agent
 ORDER BY never_executed DESC, agent COLLATE "C";

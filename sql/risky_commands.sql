@@ -27,20 +27,33 @@
 -- Result 2 columns: at, ticket, tenant, agent, risk, outcome, command (newest first).
 \ir params.psql
 
--- The counts from the commands counted per day and ticket (reporting.command_counts, V12); the
+-- The counts from the commands counted per day, agent and tenant (reporting.agent_counts, V14),
+-- the distinct tickets from those counted per day and ticket (reporting.ticket_counts); the
 -- list from the commands themselves, newest first (an index on the risky ones' times).
-SELECT c.risk,
-       coalesce(t.agent_name, '(none)') AS agent,
-       sum(c.executed)::bigint AS executed,
-       sum(c.proposed)::bigint AS proposed,
-       sum(c.error + c.denied + c.not_found + c.timeout)::bigint AS failed,
-       count(DISTINCT c.ticket_name) AS tickets
-FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
-LEFT JOIN public.tickets t ON t.name = c.ticket_name
-WHERE c.risk IS NOT NULL
-  AND (:'tenant' = '' OR t.tenant_id = :'tenant')
-GROUP BY c.risk, 2
-ORDER BY c.risk COLLATE "C", executed DESC, proposed DESC, coalesce(t.agent_name, '(none)') COLLATE "C";
+WITH counts AS (
+    SELECT c.risk,
+           coalesce(c.agent_name, '(none)') AS agent,
+           sum(c.executed)::bigint AS executed,
+           sum(c.proposed)::bigint AS proposed,
+           sum(c.error + c.denied + c.not_found + c.timeout)::bigint AS failed
+    FROM reporting.agent_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    WHERE c.risk IS NOT NULL
+      AND (:'tenant' = '' OR c.tenant_id = :'tenant')
+    GROUP BY c.risk, 2
+), tickets AS (
+    SELECT r.risk, coalesce(t.agent_name, '(none)') AS agent, count(DISTINCT c.ticket_name) AS tickets
+    FROM reporting.ticket_counts(:'since'::timestamptz, :'until'::timestamptz) c
+    LEFT JOIN public.tickets t ON t.name = c.ticket_name
+    CROSS JOIN LATERAL (VALUES ('destroy', c.destroy), ('delete', c.delete), ('terminate', c.terminate),
+                               ('permissions', c.permissions), ('secrets', c.secrets)) r (risk, n)
+    WHERE r.n > 0
+      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+    GROUP BY 1, 2
+)
+SELECT c.risk, c.agent, c.executed, c.proposed, c.failed, coalesce(t.tickets, 0) AS tickets
+FROM counts c
+LEFT JOIN tickets t ON t.risk = c.risk AND t.agent = c.agent
+ORDER BY c.risk COLLATE "C", c.executed DESC, c.proposed DESC, c.agent COLLATE "C";
 
 SELECT at, ticket, coalesce(tenant_id, '(none)') AS tenant, coalesce(agent_name, '(none)') AS agent,
        risk, outcome, command

@@ -14,22 +14,55 @@
 -- user_messages (oldest first, then by name).
 \ir params.psql
 
+-- The tickets themselves, answered when an agent message is counted for them, at any time, by
+-- reporting.message_counts (V12: the day summary for classified deliveries, the messages above
+-- the classifier's watermark one by one), not every message read and grouped as
+-- reporting.tickets does. The list's user messages are counted for its rows only
+-- (messages_ticket).
+WITH answered AS (
+    SELECT m.ticket_name, true AS answered
+    FROM reporting.message_counts('-infinity', 'infinity') m
+    GROUP BY m.ticket_name
+    HAVING sum(m.agent_messages) > 0
+), tickets AS (
+    SELECT t.name AS ticket, t.tenant_id, t.agent_name, t.status, t.first_seen_at AS first_activity_at,
+           t.last_activity_at, a.answered IS TRUE AS answered
+    FROM public.tickets t
+    LEFT JOIN answered a ON a.ticket_name = t.name
+    WHERE t.first_seen_at >= :'since'::timestamptz AND t.first_seen_at < :'until'::timestamptz
+      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+)
 SELECT coalesce(status, '(none)') AS status,
        coalesce(agent_name, '(none)') AS agent,
        count(*) AS tickets,
        count(*) FILTER (WHERE answered) AS answered,
        count(*) FILTER (WHERE NOT answered) AS unanswered
-FROM reporting.tickets
-WHERE first_activity_at >= :'since'::timestamptz AND first_activity_at < :'until'::timestamptz
-  AND (:'tenant' = '' OR tenant_id = :'tenant')
+FROM tickets
 GROUP BY 1, 2
 ORDER BY coalesce(status, '(none)') COLLATE "C", coalesce(agent_name, '(none)') COLLATE "C";
 
-SELECT ticket, coalesce(tenant_id, '(none)') AS tenant, coalesce(agent_name, '(none)') AS agent,
-       coalesce(status, '(none)') AS status, first_activity_at, last_activity_at, user_messages
-FROM reporting.tickets
-WHERE NOT answered
-  AND first_activity_at >= :'since'::timestamptz AND first_activity_at < :'until'::timestamptz
-  AND (:'tenant' = '' OR tenant_id = :'tenant')
-ORDER BY first_activity_at, ticket COLLATE "C"
-LIMIT (:'limit')::bigint;
+WITH answered AS (
+    SELECT m.ticket_name, true AS answered
+    FROM reporting.message_counts('-infinity', 'infinity') m
+    GROUP BY m.ticket_name
+    HAVING sum(m.agent_messages) > 0
+), flagged AS MATERIALIZED (
+    -- Every ticket of the window with its flag first (one hash join), then the oldest: planned
+    -- with the LIMIT inside, the join walks the tickets in order and loops over the answered
+    -- set (whose size the planner does not know) for each.
+    SELECT t.name AS ticket, t.tenant_id, t.agent_name, t.status, t.first_seen_at AS first_activity_at,
+           t.last_activity_at, a.answered IS TRUE AS answered
+    FROM public.tickets t
+    LEFT JOIN answered a ON a.ticket_name = t.name
+    WHERE t.first_seen_at >= :'since'::timestamptz AND t.first_seen_at < :'until'::timestamptz
+      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+), waiting AS (
+    SELECT * FROM flagged WHERE NOT answered
+    ORDER BY first_activity_at, ticket COLLATE "C"
+    LIMIT (:'limit')::bigint
+)
+SELECT w.ticket, coalesce(w.tenant_id, '(none)') AS tenant, coalesce(w.agent_name, '(none)') AS agent,
+       coalesce(w.status, '(none)') AS status, w.first_activity_at, w.last_activity_at,
+       (SELECT count(*) FROM public.messages m WHERE m.ticket_name = w.ticket AND m.role = 'user') AS user_messages
+FROM waiting w
+ORDER BY w.first_activity_at, w.ticket COLLATE "C";

@@ -11,14 +11,13 @@
 -- Columns: agent, kind ('tool' or 'sub-command'), rank, name, uses, share_pct.
 \ir params.psql
 
--- One pass over the commands counted per day and ticket (reporting.command_counts, V12), grouped
--- by sub-command (each belongs to one tool); tools are sums.
+-- One pass over the commands counted per day, agent and tenant (reporting.agent_counts, V14),
+-- grouped by sub-command (each belongs to one tool); tools are sums.
 WITH per_sub_command AS (
-    SELECT coalesce(t.agent_name, '(none)') AS agent, c.tool, c.sub_command, sum(c.executed)::bigint AS uses
-    FROM reporting.command_counts(:'since'::timestamptz, :'until'::timestamptz) c
-    LEFT JOIN public.tickets t ON t.name = c.ticket_name
+    SELECT coalesce(c.agent_name, '(none)') AS agent, c.tool, c.sub_command, sum(c.executed)::bigint AS uses
+    FROM reporting.agent_counts(:'since'::timestamptz, :'until'::timestamptz) c
     WHERE c.executed > 0 AND c.tool IS NOT NULL
-      AND (:'tenant' = '' OR t.tenant_id = :'tenant')
+      AND (:'tenant' = '' OR c.tenant_id = :'tenant')
     GROUP BY 1, c.tool, c.sub_command
 ), counted AS (
     SELECT agent, 'tool' AS kind, tool AS name, sum(uses) AS uses FROM per_sub_command GROUP BY agent, tool

@@ -444,7 +444,7 @@ mod tests {
         let r = find("agent_usage").unwrap();
         let statements = r.prepare(&[p("tenant", "acme")]).unwrap();
         let select = statements.iter().find(|s| s.returns_rows).unwrap();
-        assert!(select.sql.contains("reporting.command_counts($1::timestamptz, $2::timestamptz)"), "{}", select.sql);
+        assert!(select.sql.contains("reporting.ticket_counts($1::timestamptz, $2::timestamptz)"), "{}", select.sql);
         assert!(select.sql.contains("($3 = '' OR t.tenant_id = $3)"), "{}", select.sql);
         assert_eq!(select.binds, ["-infinity", "infinity", "acme"]);
         let set: Vec<&str> = statements.iter().filter(|s| !s.returns_rows).map(|s| s.sql.as_str()).collect();

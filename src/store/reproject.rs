@@ -39,7 +39,8 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     sqlx::query("UPDATE reporting.classified SET seq = 0").execute(&mut *tx).await?;
     sqlx::query(
         "TRUNCATE action_events, messages, commands, tickets, ticket_anomalies, reporting.command_class, \
-         reporting.proposal_runs, reporting.command_days, reporting.message_days",
+         reporting.proposal_runs, reporting.command_days, reporting.message_days, reporting.agent_days, \
+         reporting.ticket_days, reporting.delivery_days",
     )
     .execute(&mut *tx)
     .await?;
