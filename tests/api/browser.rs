@@ -82,8 +82,15 @@ impl Browser {
         assert!(self.client.current_url().await.unwrap().path().starts_with("/ui/sign-in"));
         self.client.find(Locator::Css("#token")).await.unwrap().send_keys(token).await.unwrap();
         self.client.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+        // The sign-in page has an h1 too: wait for the navigation itself, not for an element.
+        let (started, mut url) = (std::time::Instant::now(), self.client.current_url().await.unwrap());
+        while url.path().starts_with("/ui/sign-in") {
+            // A bound against hanging for ever, not a timing: a loaded machine may be slow.
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "still on {url} after signing in");
+            url = self.client.current_url().await.unwrap();
+        }
         self.client.wait().for_element(Locator::Css("h1")).await.unwrap();
-        assert_eq!(self.client.current_url().await.unwrap().path(), "/ui/tickets");
+        assert_eq!(url.path(), "/ui/tickets");
     }
 
     async fn sign_out(&self) {

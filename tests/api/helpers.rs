@@ -504,3 +504,8 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
 pub fn sample(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
+
+/// A deadlock the server broke (SQLSTATE 40P01).
+pub fn deadlock(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
+}

@@ -18,13 +18,23 @@ async fn partition_of(db: &PgPool, table: &str, seq: i64) -> String {
 
 /// Turns the record to `month` as the writer does: in a transaction holding the ledger head.
 async fn turn(db: &PgPool, head_at: Option<time::OffsetDateTime>, recorded_at: time::OffsetDateTime) -> Option<i64> {
-    let mut conn = db.acquire().await.unwrap();
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
-    sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
-    let first = partitions::turn_if_due(&mut tx, head_at, recorded_at).await.unwrap();
-    tx.commit().await.unwrap();
-    first
+    // As the writer's batch does: a deadlock with the app's classifier (reading the record's
+    // tables while the month turns) is broken by the server, and the turn tried again.
+    for _ in 0..10 {
+        let mut conn = db.acquire().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
+        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
+        match partitions::turn_if_due(&mut tx, head_at, recorded_at).await {
+            Err(e) if deadlock(&e) => continue,
+            first => {
+                let first = first.unwrap();
+                tx.commit().await.unwrap();
+                return first;
+            }
+        }
+    }
+    panic!("the month turn deadlocked ten times")
 }
 
 fn month_name(month: time::Date) -> String {
