@@ -128,13 +128,16 @@ impl Lease {
     }
 
     async fn lock(&mut self) -> Result<(), sqlx::Error> {
-        if self.conn.is_none() {
-            let mut conn = self.pool.acquire().await?.detach();
-            let ms = WAIT_MAX.as_millis();
-            sqlx::raw_sql(&format!("SET lock_timeout = {ms}")).execute(&mut conn).await?;
-            self.conn = Some(conn);
-        }
-        let conn = self.conn.as_mut().expect("just set");
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.pool.acquire().await?.detach();
+                let ms = WAIT_MAX.as_millis();
+                sqlx::raw_sql(&format!("SET lock_timeout = {ms}")).execute(&mut conn).await?;
+                conn
+            }
+        };
+        let conn = self.conn.insert(conn);
         sqlx::query("SELECT pg_advisory_lock($1)").bind(LEASE_LOCK).execute(conn).await?;
         Ok(())
     }

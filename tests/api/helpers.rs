@@ -509,3 +509,29 @@ pub fn sample(text: &str, prefix: &str) -> f64 {
 pub fn deadlock(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
 }
+
+/// Turns the record to `recorded_at`'s month if due, as the writer does: as its role, in a
+/// transaction holding the ledger head. A deadlock with the app's classifier (reading the
+/// record's tables while the month turns) is broken by the server, and the turn tried again, as
+/// the writer's batch is.
+pub async fn turn_as_writer(
+    db: &PgPool,
+    head_at: Option<time::OffsetDateTime>,
+    recorded_at: time::OffsetDateTime,
+) -> Option<i64> {
+    for _ in 0..10 {
+        let mut conn = db.acquire().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
+        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
+        match ticket_audit::store::partitions::turn_if_due(&mut tx, head_at, recorded_at).await {
+            Err(e) if deadlock(&e) => continue,
+            first => {
+                let first = first.unwrap();
+                tx.commit().await.unwrap();
+                return first;
+            }
+        }
+    }
+    panic!("the month turn deadlocked ten times")
+}

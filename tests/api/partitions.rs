@@ -16,27 +16,6 @@ async fn partition_of(db: &PgPool, table: &str, seq: i64) -> String {
         .unwrap()
 }
 
-/// Turns the record to `month` as the writer does: in a transaction holding the ledger head.
-async fn turn(db: &PgPool, head_at: Option<time::OffsetDateTime>, recorded_at: time::OffsetDateTime) -> Option<i64> {
-    // As the writer's batch does: a deadlock with the app's classifier (reading the record's
-    // tables while the month turns) is broken by the server, and the turn tried again.
-    for _ in 0..10 {
-        let mut conn = db.acquire().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
-        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
-        match partitions::turn_if_due(&mut tx, head_at, recorded_at).await {
-            Err(e) if deadlock(&e) => continue,
-            first => {
-                let first = first.unwrap();
-                tx.commit().await.unwrap();
-                return first;
-            }
-        }
-    }
-    panic!("the month turn deadlocked ten times")
-}
-
 fn month_name(month: time::Date) -> String {
     format!("{:04}_{:02}", month.year(), u8::from(month.month()))
 }
@@ -53,11 +32,11 @@ async fn the_month_turn_closes_partitions_and_keys_stay_unique_across_them() {
     assert_eq!(partition_of(&app.db, "deliveries", 1).await, format!("deliveries_{}", month_name(this)));
 
     // A batch in the same month turns nothing; the first of the next month does, at head + 1.
-    assert_eq!(turn(&app.db, Some(now), now).await, None);
+    assert_eq!(turn_as_writer(&app.db, Some(now), now).await, None);
     let in_next = time::PrimitiveDateTime::new(next, time::Time::MIDNIGHT).assume_utc();
-    assert_eq!(turn(&app.db, Some(now), in_next).await, Some(2));
-    assert_eq!(turn(&app.db, Some(in_next), in_next).await, None, "once");
-    assert_eq!(turn(&app.db, Some(now), in_next).await, None, "another process saw it turned");
+    assert_eq!(turn_as_writer(&app.db, Some(now), in_next).await, Some(2));
+    assert_eq!(turn_as_writer(&app.db, Some(in_next), in_next).await, None, "once");
+    assert_eq!(turn_as_writer(&app.db, Some(now), in_next).await, None, "another process saw it turned");
 
     let mut conn = app.db.acquire().await.unwrap();
     for table in partitions::TABLES {
@@ -112,7 +91,9 @@ async fn append_only_and_roles_hold_on_partitions_the_turn_makes() {
     app.deliver(&message("T-1", "u", "a", &[("ls", "ok")])).await;
     let now = time::OffsetDateTime::now_utc();
     let next = next_month(month_of(now));
-    turn(&app.db, Some(now), time::PrimitiveDateTime::new(next, time::Time::MIDNIGHT).assume_utc()).await.unwrap();
+    turn_as_writer(&app.db, Some(now), time::PrimitiveDateTime::new(next, time::Time::MIDNIGHT).assume_utc())
+        .await
+        .unwrap();
     app.deliver(&message("T-1", "u", "a", &[("rm -rf /", "denied")])).await;
     let (new_deliveries, new_commands) =
         (format!("deliveries_{}", month_name(next)), format!("commands_{}", month_name(next)));

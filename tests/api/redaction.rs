@@ -5,7 +5,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgPool};
 use ticket_audit::config::HttpSettings;
-use ticket_audit::store::partitions::{self, month_of, next_month};
+use ticket_audit::store::partitions::{month_of, next_month};
 
 use crate::helpers::*;
 use crate::ledger::tamper;
@@ -389,27 +389,6 @@ async fn the_record_stays_append_only_for_everyone_but_a_recorded_redaction() {
     assert_eq!(content, "u");
 }
 
-/// Turns the record to `month` as the writer does: in a transaction holding the ledger head.
-async fn turn(db: &PgPool, head_at: time::OffsetDateTime, recorded_at: time::OffsetDateTime) -> Option<i64> {
-    // As the writer's batch does: a deadlock with the app's classifier (reading the record's
-    // tables while the month turns) is broken by the server, and the turn tried again.
-    for _ in 0..10 {
-        let mut conn = db.acquire().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
-        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
-        match partitions::turn_if_due(&mut tx, Some(head_at), recorded_at).await {
-            Err(e) if deadlock(&e) => continue,
-            first => {
-                let first = first.unwrap();
-                tx.commit().await.unwrap();
-                return first;
-            }
-        }
-    }
-    panic!("the month turn deadlocked ten times")
-}
-
 #[tokio::test]
 async fn a_redaction_across_a_month_turn_and_in_the_new_partition() {
     let app = spawn_app().await;
@@ -417,7 +396,7 @@ async fn a_redaction_across_a_month_turn_and_in_the_new_partition() {
     let now = time::OffsetDateTime::now_utc();
     let next = next_month(month_of(now));
     let in_next = time::PrimitiveDateTime::new(next, time::Time::MIDNIGHT).assume_utc();
-    assert_eq!(turn(&app.db, now, in_next).await, Some(2));
+    assert_eq!(turn_as_writer(&app.db, Some(now), in_next).await, Some(2));
     app.deliver(&message("T-1", &format!("again {SECRET}"), "a", &[])).await;
     let part = |seq: i64| {
         let db = app.db.clone();
