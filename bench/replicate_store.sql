@@ -61,7 +61,7 @@ UPDATE reporting.classified SET seq = (SELECT seq FROM ledger_head);
 -- The days' counts (V12) over every copy, as the classifier would have left them: a copy's days
 -- are not the base's (its times are shifted by less than a day), so they are counted again.
 TRUNCATE reporting.command_days, reporting.message_days, reporting.agent_days, reporting.ticket_days,
-         reporting.delivery_days;
+         reporting.delivery_days, reporting.counted_pairs, reporting.pair_changes;
 SELECT reporting.count_days(0, (SELECT seq FROM ledger_head));
 DROP TABLE bench_replicate_base;
 \else

@@ -39,7 +39,7 @@ RETURN ((hashint8extended(i, salt) & 4503599627370495)::float8 / 450359962737049
 SET session_replication_role = replica;
 TRUNCATE deliveries, action_events, tickets, messages, commands, reporting.command_class, reporting.proposal_runs,
          reporting.command_days, reporting.message_days, reporting.agent_days, reporting.ticket_days,
-         reporting.delivery_days;
+         reporting.delivery_days, reporting.counted_pairs, reporting.pair_changes;
 RESET session_replication_role;
 UPDATE reporting.classified SET seq = 0;
 

@@ -40,7 +40,7 @@ pub async fn reproject(conn: &mut PgConnection) -> Result<u64, ReprojectError> {
     sqlx::query(
         "TRUNCATE action_events, messages, commands, tickets, ticket_anomalies, reporting.command_class, \
          reporting.proposal_runs, reporting.command_days, reporting.message_days, reporting.agent_days, \
-         reporting.ticket_days, reporting.delivery_days",
+         reporting.ticket_days, reporting.delivery_days, reporting.counted_pairs, reporting.pair_changes",
     )
     .execute(&mut *tx)
     .await?;

@@ -169,6 +169,7 @@ async fn unclassify(tx: &mut sqlx::PgConnection) {
         "DELETE FROM reporting.agent_days",
         "DELETE FROM reporting.ticket_days",
         "DELETE FROM reporting.delivery_days",
+        "DELETE FROM reporting.counted_pairs",
         "UPDATE reporting.classified SET seq = 0",
     ] {
         sqlx::query(sql).execute(&mut *tx).await.unwrap();
@@ -860,8 +861,17 @@ async fn the_summaries_follow_a_reassignment_and_a_redaction() {
     assert_eq!(agent_days_executed(&mut conn, None, None).await, 2, "T-4's and the one without a ticket");
     reports_answer_as_before(&app, "classified", false).await;
 
-    app.deliver(&ticket("T-1", "acme", "k8s", "Open")).await;
-    app.deliver(&ticket("T-4", "globex", "aws", "Open")).await;
+    // The classifier held off (its watermark row locked, as a step in progress holds it): the
+    // reassignments are stored without waiting for it (V15), noted, and not moved yet; the
+    // reports move the noted tickets as the next step will.
+    let mut hold = raw_connection(&opts).await;
+    let mut held = hold.begin().await.unwrap();
+    sqlx::query("SELECT seq FROM reporting.classified FOR UPDATE").execute(&mut *held).await.unwrap();
+    for (name, tenant, agent) in [("T-1", "acme", "k8s"), ("T-4", "globex", "aws")] {
+        let body = ticket(name, tenant, agent, "Open");
+        let stored = tokio::time::timeout(std::time::Duration::from_secs(10), app.deliver(&body));
+        stored.await.expect("a reassignment waits for no classify step");
+    }
     let agents: Vec<(String, Option<String>, Option<String>)> =
         sqlx::query_as("SELECT name, agent_name, tenant_id FROM tickets WHERE name IN ('T-1', 'T-4') ORDER BY name")
             .fetch_all(&mut conn)
@@ -875,6 +885,20 @@ async fn the_summaries_follow_a_reassignment_and_a_redaction() {
         ],
         "the tickets as they are now"
     );
+    assert_eq!(agent_days_executed(&mut conn, Some("aws"), Some("acme")).await, 4, "T-1's counts not moved yet");
+    let noted: Vec<String> = sqlx::query_scalar("SELECT DISTINCT ticket_name FROM reporting.pair_changes ORDER BY 1")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(noted, ["T-1", "T-4"], "the reassigned tickets noted for the classifier");
+    reports_answer_as_before(&app, "reassigned, not moved yet", false).await;
+    held.rollback().await.unwrap();
+    hold.close().await.unwrap();
+
+    ticket_audit::store::classify::catch_up(&mut conn).await.unwrap();
+    let noted: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM reporting.pair_changes").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(noted, 0, "the notes taken");
     assert_eq!(agent_days_executed(&mut conn, Some("aws"), Some("acme")).await, 0, "T-1's counts moved");
     assert_eq!(agent_days_executed(&mut conn, Some("k8s"), Some("acme")).await, 4 + 4, "to k8s, beside T-2's");
     assert_eq!(agent_days_executed(&mut conn, Some("aws"), Some("globex")).await, 1 + 1, "T-4's beside T-3's");
@@ -899,5 +923,110 @@ async fn the_summaries_follow_a_reassignment_and_a_redaction() {
     .unwrap();
     assert_eq!(words, 0, "no group holds the redacted command's words");
     reports_answer_as_before(&app, "after the redaction", true).await;
+    conn.close().await.unwrap();
+}
+
+/// Commands counted per agent, tenant and tool by `agent_counts` and by the rows of
+/// `reporting.commands`, in one snapshot.
+async fn counts_by_agent_both_ways(conn: &mut sqlx::PgConnection) -> (Vec<String>, Vec<String>) {
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await.unwrap();
+    let summary: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws('|', agent_name, tenant_id, tool, sum(executed), sum(proposed))
+         FROM reporting.agent_counts('-infinity', 'infinity')
+         GROUP BY agent_name, tenant_id, tool HAVING sum(executed) <> 0 OR sum(proposed) <> 0",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws('|', agent_name, tenant_id, tool, count(*) FILTER (WHERE executed),
+                          count(*) FILTER (WHERE NOT executed))
+         FROM reporting.commands GROUP BY agent_name, tenant_id, tool",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (mut summary, mut rows) = (summary, rows);
+    summary.sort();
+    rows.sort();
+    (summary, rows)
+}
+
+#[tokio::test]
+async fn reassignments_racing_the_classifier_leave_the_counts_per_agent_exact() {
+    // Four senders, three tickets each: a ticket's first message comes before its AddTicket,
+    // then its agent changes every other delivery, between messages with commands, while the
+    // service's classifier runs its steps as commits wake it. Meanwhile and after, the counts per
+    // agent (the summary, moved by the classifier, and what the reports add for the tickets it
+    // has not moved yet) are those of the rows, in one snapshot each time.
+    let app = std::sync::Arc::new(spawn_app().await);
+    let opts: PgConnectOptions = (*app.db.connect_options()).clone();
+    let agents = ["aws", "k8s", "db"];
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for round in 0..12usize {
+                    for t in 0..3usize {
+                        let name = format!("R-{s}-{t}");
+                        if round % 2 == 1 {
+                            let agent = agents[(round / 2 + t + s) % 3];
+                            // Another title each time: the same body twice would be a duplicate.
+                            let mut body: Value =
+                                serde_json::from_str(&ticket(&name, &format!("tenant-{s}"), agent, "Open")).unwrap();
+                            body["Data"]["RequestBody"]["Ticket"]["Title"] = json!(format!("round {round}"));
+                            app.deliver(&body.to_string()).await;
+                        } else {
+                            let line = format!("{} get thing-{round}", ["aws", "kubectl", "psql"][(round / 2) % 3]);
+                            let body = conversation(
+                                Some(&name),
+                                Some("done"),
+                                &["terraform plan"],
+                                &[(line.as_str(), Some("ok"))],
+                                200,
+                            );
+                            app.deliver(&body).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut conn = raw_connection(&opts).await;
+    let mut checks = 0;
+    while !senders.iter().all(|s| s.is_finished()) {
+        let (summary, rows) = counts_by_agent_both_ways(&mut conn).await;
+        assert_eq!(summary, rows, "check {checks} while sending");
+        checks += 1;
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    ticket_audit::store::classify::catch_up(&mut conn).await.unwrap();
+    let (summary, rows) = counts_by_agent_both_ways(&mut conn).await;
+    assert_eq!(summary, rows, "after the classifier caught up");
+    // Each ticket ends with agent (5 + t + s) % 3: its two commands of each tool and its six
+    // proposals are counted there, the first ones (sent before it had an agent) too.
+    let mut expected: Vec<String> = (0..4)
+        .flat_map(|s| {
+            (0..3).flat_map(move |t| {
+                let agent = agents[(5 + t + s) % 3];
+                [("aws", 2, 0), ("kubectl", 2, 0), ("psql", 2, 0), ("terraform", 0, 6)]
+                    .map(|(tool, executed, proposed)| format!("{agent}|tenant-{s}|{tool}|{executed}|{proposed}"))
+            })
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected, "the rows themselves");
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reporting.counted_pairs p JOIN tickets t ON t.name = p.ticket_name
+         WHERE p.agent_name IS DISTINCT FROM t.agent_name OR p.tenant_id IS DISTINCT FROM t.tenant_id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stale, 0, "every ticket counted under its pair now");
     conn.close().await.unwrap();
 }
