@@ -5,7 +5,11 @@
 # for the ledger head), the writers' lease hand-overs (and waits for it that timed out), and checks that every acknowledged delivery is stored once, the seq is
 # gapless and `ticket-audit verify` passes.
 #
-#   bench/instances.sh [--senders 64] [--duration 10] [--instances "1 2"] [--bin PATH]
+#   bench/instances.sh [--senders 64] [--duration 10] [--instances "1 2 2f"] [--bin PATH]
+#
+# An entry N runs N instances, each writing its own deliveries in turn (the writers' lease); Nf
+# runs them with ADVERTISE_URL, so that the instances not writing pass deliveries on to the one
+# that does (its column "passed on" counts them).
 #
 # Needs what bench/run.sh needs (its PostgreSQL, psql, curl, python3); builds the release
 # binaries unless --bin is given.
@@ -14,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SENDERS=64
 DURATION=10
-COUNTS="1 2"
+COUNTS="1 2 2f"
 BIN=""
 PORT=18180
 while [ $# -gt 0 ]; do
@@ -70,7 +74,8 @@ metric() { # sum of a metric over the instances
 
 ROWS=$OUT/instances-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 : >"$ROWS"
-for n in $COUNTS; do
+for spec in $COUNTS; do
+    n=${spec%f}
     db=ta_bench_instances_$n
     psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
     psql_q postgres "CREATE DATABASE $db"
@@ -80,7 +85,9 @@ for n in $COUNTS; do
     rm -f "$key"
     "$BIN" keygen --name bench.ticket-audit/log --out "$key" >/dev/null
     for i in $(seq 0 $((n - 1))); do
-        env DATABASE_URL="$(db_url "$db")" LISTEN_ADDR="127.0.0.1:$((PORT + i))" WEBHOOK_SECRET="$SECRET" \
+        advertise=()
+        [ "$spec" = "$n" ] || advertise=(ADVERTISE_URL="http://127.0.0.1:$((PORT + i))")
+        env "${advertise[@]}" DATABASE_URL="$(db_url "$db")" LISTEN_ADDR="127.0.0.1:$((PORT + i))" WEBHOOK_SECRET="$SECRET" \
             API_TOKENS="$TOKEN" CHECKPOINT_KEY_FILE="$key" CHECKPOINT_ORIGIN=bench.ticket-audit/log \
             DATA_DIR="$OUT/instance-$i" "$BIN" serve >"$OUT/instance-$n-$i.log" 2>&1 &
         PIDS+=($!)
@@ -105,17 +112,18 @@ for n in $COUNTS; do
     retries1=$(metric "$n" ticket_audit_write_retries_total)
     handed=$(python3 -c "print($(metric "$n" ticket_audit_writer_lease_handed_over_total) - $handed0)")
     timeouts=$(python3 -c "print($(metric "$n" ticket_audit_writer_lease_timeouts_total) - $timeouts0)")
+    passed=$(metric "$n" 'ticket_audit_deliveries_forwarded_total{outcome="answered"}')
     stop_all
     stored=$(psql_q "$db" "select count(*) from deliveries")
     gapless=$(psql_q "$db" "select count(*) = max(seq) from deliveries")
     verified=ok
     DATABASE_URL=$(db_url "$db") "$BIN" verify >"$OUT/instances-$n-verify.txt" 2>&1 || verified=FAILED
-    python3 - "$n" "$stored" "$gapless" "$verified" "$retries0" "$retries1" "$OUT" "$handed" "$timeouts" >>"$ROWS" <<'EOF'
+    python3 - "$n" "$stored" "$gapless" "$verified" "$retries0" "$retries1" "$OUT" "$handed" "$timeouts" "$spec" "$passed" >>"$ROWS" <<'EOF'
 import json, sys
-n, stored, gapless, verified, r0, r1, out, handed, timeouts = sys.argv[1:]
+n, stored, gapless, verified, r0, r1, out, handed, timeouts, spec, passed = sys.argv[1:]
 runs = [json.load(open(f"{out}/instances-{n}-{i}.json")) for i in range(int(n))]
 print(json.dumps({
-    "instances": int(n),
+    "instances": int(n), "spec": spec, "passed_on": float(passed),
     "deliveries_per_sec": sum(r["deliveries_per_sec"] for r in runs),
     "p50_ms": max(r["p50_ms"] for r in runs),
     "p99_ms": max(r["p99_ms"] for r in runs),
@@ -132,11 +140,13 @@ echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git rev-parse --short HEAD
 python3 - "$ROWS" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| instances | deliveries/s | p50 ms | p99 ms (worst instance) | non-2xx | head retries | lease hand-overs (timeouts) | stored (incl. warm-up) | gapless | verify |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+print("| instances | deliveries/s | p50 ms | p99 ms (worst instance) | non-2xx | head retries | lease hand-overs (timeouts) | passed on | stored (incl. warm-up) | gapless | verify |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
 for r in rows:
-    print(f"| {r['instances']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} | "
-          f"{r['retries']:.0f} | {r.get('handed_over', 0):.0f} ({r.get('lease_timeouts', 0):.0f}) | {r['stored']} | {r['gapless']} | {r['verify']} |")
-if len(rows) >= 2:
-    print(f"\n{rows[-1]['instances']} instances / {rows[0]['instances']}: {rows[-1]['deliveries_per_sec'] / rows[0]['deliveries_per_sec']:.2f}x")
+    label = f"{r['instances']}" + (" passing on" if r.get('spec', '').endswith('f') else "")
+    print(f"| {label} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} | "
+          f"{r['retries']:.0f} | {r.get('handed_over', 0):.0f} ({r.get('lease_timeouts', 0):.0f}) | {r.get('passed_on', 0):.0f} | {r['stored']} | {r['gapless']} | {r['verify']} |")
+for r in rows[1:]:
+    label = f"{r['instances']} instances" + (" passing on" if r.get('spec', '').endswith('f') else "")
+    print(f"\n{label} / {rows[0]['instances']}: {r['deliveries_per_sec'] / rows[0]['deliveries_per_sec']:.2f}x")
 EOF

@@ -174,6 +174,13 @@ pub struct HttpSettings {
     /// then 503 with Retry-After.
     #[arg(long, env = "MIN_SEQ_WAIT_MS", default_value_t = DEFAULT_MIN_SEQ_WAIT_MS)]
     pub min_seq_wait_ms: u64,
+    /// With several instances on one database: the URL the other instances reach this one at
+    /// (`http://host:port`, or `auto` for `http://` and the address it listens on). Given, an
+    /// instance that is not writing passes each webhook delivery on to the one that holds the
+    /// writers' lease, so that one writer batches every instance's deliveries
+    /// (docs/operations.md); unset, each instance writes its own, in turn.
+    #[arg(long, env = "ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 pub const DEFAULT_MIN_SEQ_WAIT_MS: u64 = 2000;
@@ -214,6 +221,7 @@ impl Default for HttpSettings {
             checkpoint_interval_ms: DEFAULT_CHECKPOINT_INTERVAL_MS,
             checkpoint_dir: None,
             min_seq_wait_ms: DEFAULT_MIN_SEQ_WAIT_MS,
+            advertise_url: None,
         }
     }
 }

@@ -70,7 +70,16 @@ pub async fn serve(
             store::pool(options, pools.db_max_connections, acquire, role)
         });
     // Two batches at once (one committing, the next going in), and one to spare for a locked retry.
-    let write_pool = store::write_pool(db, 3, acquire, role);
+    // Instances that pass deliveries on name their writer's connections after their URL.
+    let advertised = match &settings.advertise_url {
+        Some(setting) => Some(crate::http::forward::advertised(setting, listener.local_addr()?)?),
+        None => None,
+    };
+    let write_db = match &advertised {
+        Some(url) => db.clone().application_name(&format!("{}{url}", store::lease::ADVERTISED)),
+        None => db.clone(),
+    };
+    let write_pool = store::write_pool(write_db, 3, acquire, role);
     let (writer, writer_task) =
         Writer::spawn(write_pool.clone(), settings.write_queue_capacity, settings.write_batch_max)?;
     let stop_classifier = CancellationToken::new();
@@ -89,6 +98,11 @@ pub async fn serve(
         checkpoints_stop,
     )
     .await;
+    let stop_forwarding = CancellationToken::new();
+    let forwarder = advertised.map(|url| {
+        tracing::info!(url = %url, "deliveries go to the instance that writes (ADVERTISE_URL)");
+        crate::http::forward::Forwarder::start(pool.clone(), url, stop_forwarding.clone())
+    });
     let state = crate::http::AppState::new(crate::http::Inner {
         pool: pool.clone(),
         replica: replica.clone(),
@@ -100,6 +114,7 @@ pub async fn serve(
         max_delivery_rows: settings.max_delivery_rows,
         log_key,
         stream: stream.clone(),
+        forwarder,
     });
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -146,6 +161,7 @@ pub async fn serve(
     // The router (and with it the last handle on the writer's queue) is gone: the writer drains and ends.
     // The classifier finishes its step and ends too, whatever becomes of the writer.
     stop_classifier.cancel();
+    stop_forwarding.cancel();
     let drained = writer_task.await;
     classifier.await?;
     // Last, so that its last checkpoint covers everything the writer committed.

@@ -4,6 +4,7 @@ pub mod anomalies;
 pub mod auth;
 pub mod deliveries;
 pub mod error;
+pub mod forward;
 pub mod health;
 pub mod ledger;
 pub mod metrics;
@@ -58,6 +59,8 @@ pub struct Inner {
     pub log_key: crate::domain::checkpoint::Verifier,
     /// The live tail (`GET /api/v1/stream`).
     pub stream: Arc<stream::Hub>,
+    /// Passes deliveries on to the instance that writes (`ADVERTISE_URL`), when set.
+    pub forwarder: Option<Arc<forward::Forwarder>>,
 }
 
 impl std::ops::Deref for AppState {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::error::{ApiError, Problem};
-use super::AppState;
+use super::{forward, AppState};
 use crate::domain::timestamp::truncate_to_micros;
 use crate::ingest::{identity_headers, prepare};
 
@@ -37,7 +37,30 @@ pub struct Receipt {
               (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let start = std::time::Instant::now();
-    let result = store(app, headers, body).await;
+    // Another instance writes now: the delivery goes there, unless it was passed on already.
+    let target = app.forwarder.as_ref().filter(|_| !headers.contains_key(forward::FORWARDED)).and_then(|f| f.target());
+    let (forwarder, target, body) = match (app.forwarder.as_ref(), target) {
+        (Some(forwarder), Some(target)) => (forwarder, target, body),
+        _ => return answer(start, store(app, headers, body).await),
+    };
+    let bytes = match read_limited(&headers, body, app.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => return answer(start, Err(e)),
+    };
+    match forwarder.forward(&target, &headers, bytes.clone()).await {
+        Ok(response) => {
+            metrics::counter!("ticket_audit_deliveries_forwarded_total", "outcome" => "answered").increment(1);
+            Ok(response)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "writing the delivery here instead of passing it on");
+            metrics::counter!("ticket_audit_deliveries_forwarded_total", "outcome" => "written_here").increment(1);
+            answer(start, store(app, headers, Body::from(bytes)).await)
+        }
+    }
+}
+
+fn answer(start: std::time::Instant, result: Result<(StatusCode, Receipt), ApiError>) -> Result<Response, ApiError> {
     let outcome = match &result {
         Ok((_, r)) if r.duplicate => "duplicate",
         Ok(_) => "stored",

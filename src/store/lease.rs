@@ -52,6 +52,24 @@ const WAITER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
        AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid)";
 
+/// What a writer's connections are named (`application_name`, at most 63 bytes) when its
+/// instance takes deliveries from the others: this, then the URL it is reached at.
+pub const ADVERTISED: &str = "ta> ";
+
+/// The `application_name` of the session that holds the lease.
+const HOLDER_SQL: &str = "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+       AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid LIMIT 1";
+
+/// The URL that the lease's holder is reached at, when its instance advertises one (its writer's
+/// connections are named [`ADVERTISED`] and the URL); none when nobody holds the lease, or the
+/// holder advertises nothing. Sessions of other logins show no name without `pg_read_all_stats`.
+pub async fn holder_url(pool: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    let name: Option<String> = sqlx::query_scalar(HOLDER_SQL).bind(LEASE_LOCK).fetch_optional(pool).await?;
+    Ok(name.and_then(|n| n.strip_prefix(ADVERTISED).map(str::to_owned)).filter(|u| !u.is_empty()))
+}
+
 pub struct Lease {
     pool: PgPool,
     /// The lease's own connection, kept between hand-overs (a new one is a new backend).

@@ -241,3 +241,101 @@ async fn a_lease_holder_that_stopped_answering_does_not_stop_another_instance() 
     let head: i64 = sqlx::query_scalar("SELECT seq FROM ledger_head").fetch_one(&app.db).await.unwrap();
     assert_eq!(head, first + n - 1, "every delivery stored, in order");
 }
+
+/// `ticket_audit_deliveries_forwarded_total{outcome}` of the instance at `base`.
+async fn forwarded(client: &reqwest::Client, base: &str, outcome: &str) -> f64 {
+    let m = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    sample(&m, &format!("ticket_audit_deliveries_forwarded_total{{outcome=\"{outcome}\"}}"))
+}
+
+/// `ticket_audit_deliveries_total{outcome="stored"}` of the instance at `base`.
+async fn stored_here(client: &reqwest::Client, base: &str) -> f64 {
+    let m = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    m.lines()
+        .filter(|l| l.starts_with("ticket_audit_deliveries_total{") && l.contains("outcome=\"stored\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With `ADVERTISE_URL`, an instance that does not write passes deliveries on to the one that
+/// holds the writers' lease, which stores them and answers; passed on once at most; and when
+/// that instance is gone, the other writes them itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_passes_deliveries_on_to_the_one_that_writes_and_writes_them_itself_when_it_is_gone() {
+    let (options, name) = fresh_database().await;
+    let url = database_url(&name);
+    let direct = sqlx::PgPool::connect_with(options).await.unwrap();
+    let env = [("DATABASE_URL", url.as_str()), ("ADVERTISE_URL", "auto"), ("RUST_LOG", "info")];
+    let mut instances = vec![start_binary(&env), start_binary(&env)];
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+
+    // Whichever instance holds the lease keeps it while nobody else waits for it; the other sees
+    // that within a look or two and passes its deliveries on from then.
+    let mut i = 0;
+    let passing_index = loop {
+        let mut passed = [0.0; 2];
+        for (k, b) in instances.iter().enumerate() {
+            passed[k] = forwarded(&client, &b.base, "answered").await;
+        }
+        if let Some(k) = passed.iter().position(|&n| n > 0.0) {
+            break k;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no instance ever passed a delivery on");
+        let (status, _) = send(&client, &instances[i % 2].base, &format!("fwd-{i}"), &body_of(i)).await;
+        assert_eq!(status, 202);
+        i += 1;
+    };
+    let passing = instances.remove(passing_index);
+    let mut writing = instances.remove(0);
+    // Then many at once, to both, and a repeat of each to the other instance.
+    let before = stored_here(&client, &passing.base).await;
+    let first = i;
+    let sent = futures_util::future::join_all((first..first + 60).map(|i| {
+        let (client, bases) = (&client, [&writing.base, &passing.base]);
+        async move {
+            let id = format!("fwd-{i}");
+            let a = send(client, bases[i % 2], &id, &body_of(i)).await;
+            let b = send(client, bases[(i + 1) % 2], &id, &body_of(i)).await;
+            (a, b)
+        }
+    }))
+    .await;
+    for (i, (a, b)) in (first..).zip(&sent) {
+        assert_eq!((a.0, b.0), (202, 200), "fwd-{i}: stored, then a duplicate");
+        assert_eq!(a.1, b.1, "fwd-{i}: one seq");
+    }
+    let passed = forwarded(&client, &passing.base, "answered").await;
+    assert!(passed >= 60.0, "what reached the second instance went on: {passed}");
+    assert_eq!(stored_here(&client, &passing.base).await, before, "and none was written there");
+
+    // A delivery passed on once already is written where it arrives.
+    let res = client
+        .post(format!("{}/webhooks", passing.base))
+        .header("webhook-id", "fwd-marked")
+        .header("ticket-audit-forwarded-by", "http://elsewhere:1")
+        .body(body_of(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    assert_eq!(stored_here(&client, &passing.base).await, before + 1.0, "written by the instance it reached");
+
+    // The writing instance dies: the other stores what it receives itself.
+    writing.child.kill().unwrap();
+    writing.child.wait().unwrap();
+    let (status, seq) = send(&client, &passing.base, "fwd-after", &body_of(2000)).await;
+    assert_eq!(status, 202, "stored by the instance left");
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM ledger_head").fetch_one(&direct).await.unwrap();
+    assert_eq!(seq, head);
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries").fetch_one(&direct).await.unwrap();
+    assert_eq!(total, head, "gapless: {total} deliveries, head {head}");
+    assert_eq!(total as usize, first + 60 + 2, "each stored once");
+    let rows = chain_rows(&direct).await;
+    let recomputed = recompute_chain(&rows);
+    assert!(rows.iter().zip(&recomputed).all(|(row, hash)| row.6[..] == hash[..]), "one chain");
+    let mut passing = passing;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(passing.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert!(passing.child.wait().unwrap().success());
+}
