@@ -310,6 +310,9 @@ async fn framing_errors_get_a_4xx_and_the_connection_is_closed() {
         ("garbage request line", "\x16\x03\x01 hello there\r\n\r\n".to_owned(), 400),
         ("no version", "GET /healthz\r\n\r\n".to_owned(), 400),
         ("a space in the target", "GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(), 400),
+        // Not a framing error to hyper: as RFC 9112 (6.3) says, the chunked coding wins (an empty
+        // body here, refused by the handler as no JSON) and the connection is closed after the
+        // answer, so what follows is never read as a request. Not counted below.
         (
             "chunked and Content-Length",
             "POST /webhooks HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
@@ -317,6 +320,7 @@ async fn framing_errors_get_a_4xx_and_the_connection_is_closed() {
             400,
         ),
     ];
+    let framing_errors = cases.len() - 1;
     for (what, request, status) in &cases {
         let mut c = connect(&app).await;
         // A second request behind the broken one: if it were answered, the framing was guessed.
@@ -333,12 +337,13 @@ async fn framing_errors_get_a_4xx_and_the_connection_is_closed() {
     let (counted, after) = loop {
         let after = app.get("/metrics", None).await.text().await.unwrap();
         let counted = sample(&after, framing) - sample(&before, framing);
-        if counted >= cases.len() as f64 || Instant::now() > deadline {
+        if counted >= framing_errors as f64 || Instant::now() > deadline {
             break (counted, after);
         }
         tokio::task::yield_now().await;
     };
-    assert!(counted >= cases.len() as f64, "each framing error is counted ({counted}):\n{after}");
+    // At least: under `cargo test` every test of the binary shares the one metrics registry.
+    assert!(counted >= framing_errors as f64, "each framing error is counted ({counted}):\n{after}");
 }
 
 #[tokio::test]
