@@ -591,10 +591,10 @@ fn heap_rows(plan: &Value, tables: &[&str], out: &mut Vec<(String, String, f64)>
 
 /// A ticket's timeline page visits the heap for its own entries only, which is what it costs at
 /// 10^7 commands, where a ticket's rows are one heap page each outside shared_buffers (bench/README.md,
-/// "The timeline at 10^7"): its action events come from their covering index (V16), and its
-/// messages and commands are read up to the page's last entry, found from the ticket indexes
-/// alone. Before, each of the three parts took its `limit` rows from the heap, the events part
-/// every event of the ticket besides (it dropped the conversation events after reading them).
+/// "The timeline at 10^7"): its action events come from their covering index (V16), and the merge
+/// pulls messages and commands from their ticket indexes only as far as the page needs (one row
+/// of lookahead each). Before V16, the events part read the heap row of every event of the
+/// ticket, 70% of them conversation events it then dropped.
 #[tokio::test]
 async fn a_timeline_page_visits_the_heap_for_its_own_entries_only() {
     let (options, name) = fresh_database().await;
@@ -629,7 +629,7 @@ async fn a_timeline_page_visits_the_heap_for_its_own_entries_only() {
             heap_rows(&plan[0]["Plan"], &["action_events", "messages", "commands"], &mut visits);
             let total: f64 = visits.iter().map(|(_, _, n)| n).sum();
             let events = visits.iter().any(|(_, table, _)| table == "action_events");
-            if entries != 11.0 || total > entries || events {
+            if entries != 11.0 || total > entries + 2.0 || events {
                 failures.push(format!(
                     "{mode}, after {after:?}: {entries} entries, {total} rows from the heap {visits:?}\n{}",
                     serde_json::to_string_pretty(&plan).unwrap()
