@@ -567,3 +567,84 @@ async fn the_writers_lookup_probes_indexes_even_when_planned_on_empty_tables() {
     assert!(head[0].get("JIT").is_none(), "the head's swap is compiled:\n{head:#}");
     conn.close().await.unwrap();
 }
+
+/// Rows a plan takes from the heap of `tables` (their partitions): every row an index or
+/// sequential scan returned or dropped by its filter, and an index-only scan's heap fetches.
+fn heap_rows(plan: &Value, tables: &[&str], out: &mut Vec<(String, String, f64)>) {
+    let relation = plan["Relation Name"].as_str().map(partitioned_table).unwrap_or("");
+    let node = plan["Node Type"].as_str().unwrap_or("?");
+    if tables.contains(&relation) {
+        let loops = plan["Actual Loops"].as_f64().unwrap_or(0.0);
+        let rows = match node {
+            "Index Only Scan" => plan["Heap Fetches"].as_f64().unwrap_or(0.0),
+            _ => {
+                (plan["Actual Rows"].as_f64().unwrap_or(0.0) + plan["Rows Removed by Filter"].as_f64().unwrap_or(0.0))
+                    * loops
+            }
+        };
+        if rows > 0.0 {
+            out.push((node.to_owned(), relation.to_owned(), rows));
+        }
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        heap_rows(child, tables, out);
+    }
+}
+
+/// A ticket's timeline takes its action events from their covering index alone (V16), without a
+/// visit to the heap, which is what a page costs at 10^7 commands, where a ticket's rows are one
+/// heap page each outside shared_buffers (bench/README.md, "The timeline at 10^7"). Before V16 the
+/// events part read the heap row of every event of the ticket, 70% of them conversation events
+/// it then dropped (they are shown through their messages and commands).
+#[tokio::test]
+async fn a_timelines_action_events_come_from_the_index_alone() {
+    let (options, name) = fresh_database().await;
+    let mut conn = options.connect().await.expect("connect");
+    load(&mut conn).await;
+    let _drop = DropOnSharedServer(name);
+    // The visibility map, as vacuum (autovacuum's insert threshold, on an append-only record) leaves it.
+    sqlx::raw_sql("VACUUM (ANALYZE) action_events, messages, commands").execute(&mut conn).await.unwrap();
+
+    // The loaded store's tickets each have one kind of delivery: T-000042 only AddTicket (its
+    // events are the timeline), the other only SendTicketMessage (conversation events, shown
+    // through about 20 messages and 25 commands).
+    let talk: String =
+        sqlx::query_scalar("SELECT ticket_name FROM action_events WHERE kind = 'conversation' ORDER BY seq LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let mut failures = Vec::new();
+    for ticket in ["T-000042", talk.as_str()] {
+        let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM action_events WHERE ticket_name = $1 ORDER BY seq")
+            .bind(ticket)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert!(seqs.len() >= 8, "{ticket} has {} deliveries", seqs.len());
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::raw_sql(&format!("SET plan_cache_mode = {mode}")).execute(&mut conn).await.unwrap();
+            // The first page and one from the middle of a delivery's commands, of 11 entries.
+            for after in [(0, -1), (seqs[1], 3)] {
+                use sqlx::Execute;
+                let mut built = read::timeline_query(ticket, after, 11);
+                let mut query = built.build();
+                let sql = query.sql().to_owned();
+                let args = query.take_arguments().unwrap().unwrap_or_default();
+                let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
+                let plan: Value = sqlx::query_scalar_with(&explain, args).fetch_one(&mut conn).await.unwrap();
+                let entries = plan[0]["Plan"]["Actual Rows"].as_f64().unwrap();
+                let mut visits = Vec::new();
+                heap_rows(&plan[0]["Plan"], &["action_events", "messages", "commands"], &mut visits);
+                let events = visits.iter().any(|(_, table, _)| table == "action_events");
+                if entries < 8.0 || events {
+                    failures.push(format!(
+                        "{ticket}, {mode}, after {after:?}: {entries} entries, rows from the heap: {visits:?}\n{}",
+                        serde_json::to_string_pretty(&plan).unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    conn.close().await.unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
