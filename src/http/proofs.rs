@@ -107,9 +107,11 @@ async fn provable_size(conn: &mut sqlx::PgConnection, size: u64, what: &str) -> 
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionParams {
-    /// The delivery's seq (its leaf is seq - 1).
+    /// The delivery's seq (its leaf is seq - 1), at most `tree_size`.
+    #[param(minimum = 1)]
     seq: i64,
     /// A signed tree size, or the current one.
+    #[param(minimum = 1)]
     tree_size: u64,
 }
 
