@@ -598,3 +598,49 @@ async fn a_ticket_stream_resumed_from_an_old_last_event_id_reads_the_gap_then_go
     let o2_all = timeline(&app, "O-2").await;
     assert_eq!(datas(&o2.events(o2_all.len() - 1).await), o2_all[1..]);
 }
+
+#[tokio::test]
+async fn ticket_streams_get_entries_another_instance_commits_between_this_ones_commits() {
+    // Two service processes on one database, taking turns to write. A's tail is told by A's
+    // writer which ticket each of its seqs concerns; B's seqs it learns of only from the head,
+    // and must read them all the same.
+    let a = spawn_app().await;
+    let options: sqlx::postgres::PgConnectOptions = database_url(&a.db_name).parse().unwrap();
+    let b = spawn_on(options, a.db_name.clone(), settings(), pools()).await;
+    // X gets entries from both instances; Y, watched too, from B only; Z (unwatched) from A
+    // only, so that A's writer keeps committing seqs around B's whose tickets are not Y's.
+    for t in ["X", "Y", "Z"] {
+        a.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+    }
+    let mut x = open(&a, "/api/v1/stream?ticket=X", None, None).await;
+    let mut y = open(&a, "/api/v1/stream?ticket=Y", None, None).await;
+    const N: usize = 120;
+    let sends = (0..N).map(|i| {
+        let (app, ticket) = match i % 4 {
+            0 => (&a, "X"),
+            1 => (&b, "X"),
+            2 => (&b, "Y"),
+            _ => (&a, "Z"),
+        };
+        let (c, r) = cmd(i);
+        app.post(message(ticket, &format!("q{i}"), &format!("a{i}"), &[(&c, &r)]))
+    });
+    for res in futures::future::join_all(sends).await {
+        assert_eq!(res.status(), 202);
+    }
+    // The last ones on each, one instance after the other: A's after B's.
+    b.deliver(&message("Y", "the end", "the end", &[])).await;
+    b.deliver(&message("X", "b's end", "b's end", &[])).await;
+    a.deliver(&message("X", "the end", "the end", &[])).await;
+    for (t, s) in [("X", &mut x), ("Y", &mut y)] {
+        let want = timeline(&a, t).await;
+        assert!(want.len() > N / 4 * 3, "{t}: {} entries", want.len());
+        let got = s.events(want.len() - 1).await;
+        assert_eq!(
+            datas(&got),
+            want[1..],
+            "{t}: every entry after ticket_created, whoever committed it, once, in order"
+        );
+        assert_eq!(got.last().unwrap().2["content"], "the end");
+    }
+}
