@@ -635,7 +635,10 @@ async fn ticket_streams_get_entries_another_instance_commits_between_this_ones_c
     for (t, s) in [("X", &mut x), ("Y", &mut y)] {
         let want = timeline(&a, t).await;
         assert!(want.len() > N / 4 * 3, "{t}: {} entries", want.len());
-        let got = s.events(want.len() - 1).await;
+        // A bound against waiting for ever (keep-alives keep an idle stream going), not a timing.
+        let got = tokio::time::timeout(Duration::from_secs(120), s.events(want.len() - 1))
+            .await
+            .unwrap_or_else(|_| panic!("{t}: entries missing after 120 s"));
         assert_eq!(
             datas(&got),
             want[1..],
