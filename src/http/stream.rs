@@ -17,11 +17,20 @@
 //!
 //! Commands go to one broadcast that every command stream filters. Timeline entries do not: a
 //! ticket's streams (`?ticket=NAME`, one per open ticket page) share a channel of that ticket
-//! ([`Tickets`]). The tail still reads every ticket's new entries (filtering on the watched
-//! names in SQL makes PostgreSQL probe an index per name, slower than the walk), but makes JSON
-//! for the watched tickets' only and sends each ticket's to its own channel, so that a commit
-//! wakes only the streams of the tickets it touched (1,000 open ticket pages used to cost every
-//! read 1,000 wake-ups, each scanning every entry of the read). There, `prev` is per channel:
+//! ([`Tickets`]). The tail makes JSON for the watched tickets' entries only and sends each
+//! ticket's to its own channel, so that a commit wakes only the streams of the tickets it
+//! touched (1,000 open ticket pages used to cost every read 1,000 wake-ups, each scanning every
+//! entry of the read).
+//!
+//! Which entries it reads depends on who committed them. This process's writer says, with each
+//! commit, which ticket each new seq concerns ([`Committed`]); while every seq since the tail's
+//! last read is spoken for that way, the tail reads the rows of the watched tickets' seqs only
+//! (`sql/stream_entries_at.sql`, by primary key), and nothing at all when no watched ticket was
+//! touched. Once any seq is not (another instance's commit, seen by the poll; the writer's record
+//! overflowing; a read that failed), it reads every ticket's new entries, a walk of the primary
+//! keys from its cursor (`sql/stream_entries.sql`; filtering on the watched names in SQL makes
+//! PostgreSQL probe an index per name, slower than the walk). Either way what is sent comes from
+//! the database; the writer's word only narrows which rows are read. There, `prev` is per channel:
 //! for ticket T, no entry *of T* lies between `prev` and the entry. The tail keeps, per watched
 //! ticket, the key of its last entry sent (`Chain::last`); a ticket it takes in starts its chain
 //! at the cursor its next read starts from (every entry of T after that is read, so none can lie
@@ -47,6 +56,12 @@
 //!   channel (`same_channel`), drops the old chain, and starts a new one as for any new ticket.
 //! - *Nobody watches*: the walk skips ahead to the head and forgets every chain (there are
 //!   none); a ticket taken in later starts at or after that.
+//! - *A read of the watched tickets' seqs only*: it holds, for each watched ticket T, every entry
+//!   of T after the cursor up to the head. Every seq in that range was committed by this writer
+//!   (its record speaks only for an unbroken run of its own seqs, announced after each commit, in
+//!   seq order), every entry of a seq is its delivery's ticket's, and the record names that
+//!   ticket: the seqs it names for T are all of T's there. So no entry of T lies between two
+//!   that are sent, as with the walk, and the cursor may move to the head.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -69,6 +84,7 @@ use super::auth::Reader;
 use super::error::{ApiError, ReadProblems};
 use super::tickets::{Command, TimelineEntry};
 use super::{AppState, Query};
+use crate::store::committed::{Committed, Touched};
 use crate::store::read::{CommandFields, CommandFilter};
 use crate::store::{self, Scope};
 
@@ -193,11 +209,7 @@ pub struct Hub {
 impl Hub {
     /// Starts the tail task on `pool`, woken by `committed` (the writer's) and by a poll of the
     /// head; it runs until [`Hub::close`].
-    pub fn start(
-        pool: PgPool,
-        committed: watch::Receiver<i64>,
-        keep_alive: Duration,
-    ) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
+    pub fn start(pool: PgPool, committed: Committed, keep_alive: Duration) -> (Arc<Hub>, tokio::task::JoinHandle<()>) {
         let (ready_tx, ready) = watch::channel(false);
         let hub = Arc::new(Hub {
             commands: broadcast::channel(RING).0,
@@ -369,6 +381,39 @@ struct Split<C, R> {
     rows: Vec<(Key, R)>,
 }
 
+/// Which entries the tail reads up to a head.
+#[derive(Debug, PartialEq)]
+enum Read {
+    /// None: no watched ticket has a new entry.
+    Nothing,
+    /// Those of these seqs (ascending), the watched tickets'.
+    Seqs(Vec<i64>),
+    /// Every ticket's, after the cursor.
+    All,
+}
+
+impl Read {
+    /// What to read after `cursor` (every entry up to seq `seen` has been read) up to `head`,
+    /// told `told` by this process's writer. While it speaks for every seq in `(seen, head]`,
+    /// the watched tickets' seqs among them hold all their entries there (module doc).
+    fn of(told: &Touched, seen: i64, head: i64, cursor: Key, watched: impl Fn(&str) -> bool) -> Read {
+        if !told.covers(seen, head) {
+            return Read::All;
+        }
+        let seqs: Vec<i64> = told
+            .tickets
+            .iter()
+            .filter(|(seq, ticket)| (*seq, i32::MAX) > cursor && *seq <= head && watched(ticket))
+            .map(|(seq, _)| *seq)
+            .collect();
+        if seqs.is_empty() {
+            Read::Nothing
+        } else {
+            Read::Seqs(seqs)
+        }
+    }
+}
+
 type TicketTx = broadcast::Sender<Shared<()>>;
 
 /// The timeline entries' walk: every ticket's entries are read, the watched tickets' made into
@@ -401,9 +446,11 @@ impl Entries {
     }
 
     /// Reads and sends the watched tickets' entries up to `head` (a seq known committed), in
-    /// pages.
-    async fn advance(&mut self, pool: &PgPool, tickets: &Tickets, head: i64) {
+    /// pages. `told`: what this process's writer committed since the last call, and whose.
+    async fn advance(&mut self, pool: &PgPool, tickets: &Tickets, head: i64, told: Touched) {
         self.watch(tickets);
+        // Every seq `told` holds was committed before it was announced.
+        let head = head.max(told.to);
         if head <= self.seen {
             return;
         }
@@ -414,36 +461,73 @@ impl Entries {
             self.seen = head;
             return;
         }
+        match Read::of(&told, self.seen, head, self.cursor, |t| self.watched.tickets.contains_key(t)) {
+            Read::Nothing => {
+                metrics::counter!("ticket_audit_stream_entry_reads_total", "read" => "none").increment(1);
+            }
+            Read::Seqs(mut seqs) => {
+                // An error leaves `seen` behind `told`, which is spent: the next read walks.
+                while !seqs.is_empty() {
+                    metrics::counter!("ticket_audit_stream_entry_reads_total", "read" => "touched").increment(1);
+                    let read = store::stream::entries_at(pool, &seqs, self.cursor, TAIL_PAGE);
+                    let Some((full, read_to)) = self.read(read).await else { return };
+                    if !full {
+                        break;
+                    }
+                    let done = seqs.partition_point(|s| *s < read_to.0);
+                    seqs.drain(..done);
+                }
+            }
+            Read::All => return self.walk(pool, head).await,
+        }
+        self.cursor = self.cursor.max((head, i32::MAX));
+        self.seen = head;
+    }
+
+    /// Reads every ticket's entries up to `head`, in pages.
+    async fn walk(&mut self, pool: &PgPool, head: i64) {
         loop {
             // Every ticket's entries: a filter on the watched names makes PostgreSQL probe the
             // ticket index once per name (1,000 names: 159 ms a read at 20,000 tickets, against
             // 4 ms for this walk of the primary keys), docs/performance.md.
-            let rows = match store::stream::entries(pool, self.cursor, TAIL_PAGE).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the live tail cannot read the database");
-                    return;
-                }
+            metrics::counter!("ticket_audit_stream_entry_reads_total", "read" => "all").increment(1);
+            let Some((full, _)) = self.read(store::stream::entries(pool, self.cursor, TAIL_PAGE)).await else {
+                return;
             };
-            let full = rows.len() as i64 == TAIL_PAGE;
-            let read_to = rows.last().map(|r| (r.entry.seq, r.entry.position));
-            let rows =
-                rows.into_iter().map(|r| (String::from(r.ticket_name), (r.entry.seq, r.entry.position), r.entry));
-            for Split { channel: tx, prev, rows: items } in self.watched.split(rows) {
-                let items = items
-                    .into_iter()
-                    .map(|(key, entry)| (key, (), inline(sse(Ticket::EVENT, key, &json(&TimelineEntry::from(entry))))))
-                    .collect();
-                let _ = tx.send(Arc::new(Page::new(prev, items)));
-            }
-            if let Some(key) = read_to {
-                self.cursor = key;
-            }
             if !full {
                 break;
             }
         }
         self.seen = head;
+    }
+
+    /// One page of entries after the cursor, sent to the watched tickets' channels; the cursor
+    /// moves to its last. Whether it was full, and where it ended; none after an error.
+    async fn read(
+        &mut self,
+        rows: impl Future<Output = Result<Vec<store::stream::TicketEntry>, sqlx::Error>>,
+    ) -> Option<(bool, Key)> {
+        let rows = match rows.await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "the live tail cannot read the database");
+                return None;
+            }
+        };
+        let full = rows.len() as i64 == TAIL_PAGE;
+        let read_to = rows.last().map(|r| (r.entry.seq, r.entry.position));
+        let rows = rows.into_iter().map(|r| (String::from(r.ticket_name), (r.entry.seq, r.entry.position), r.entry));
+        for Split { channel: tx, prev, rows: items } in self.watched.split(rows) {
+            let items = items
+                .into_iter()
+                .map(|(key, entry)| (key, (), inline(sse(Ticket::EVENT, key, &json(&TimelineEntry::from(entry))))))
+                .collect();
+            let _ = tx.send(Arc::new(Page::new(prev, items)));
+        }
+        if let Some(key) = read_to {
+            self.cursor = key;
+        }
+        Some((full, self.cursor))
     }
 }
 
@@ -451,7 +535,7 @@ fn inline(event: Bytes) -> Option<Bytes> {
     (event.len() <= INLINE_MAX).then_some(event)
 }
 
-async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, ready: watch::Sender<bool>) {
+async fn tail(pool: PgPool, mut committed: Committed, hub: Arc<Hub>, ready: watch::Sender<bool>) {
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Where to start: the head, before any stream may start (they wait for `ready`), so that no
@@ -475,8 +559,8 @@ async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, 
         let head = tokio::select! {
             biased;
             () = hub.stop.cancelled() => return,
-            changed = committed.changed(), if writer_alive => match changed {
-                Ok(()) => *committed.borrow_and_update(),
+            changed = committed.head.changed(), if writer_alive => match changed {
+                Ok(()) => *committed.head.borrow_and_update(),
                 Err(_) => {
                     writer_alive = false;
                     continue;
@@ -515,7 +599,7 @@ async fn tail(pool: PgPool, mut committed: watch::Receiver<i64>, hub: Arc<Hub>, 
                 (key, CommandMeta { command: event.as_ref().map(|_| command), ..meta }, event)
             })
             .await;
-        entries.advance(&pool, &hub.tickets, head).await;
+        entries.advance(&pool, &hub.tickets, head, committed.take()).await;
         tokio::select! {
             () = hub.stop.cancelled() => return,
             () = tokio::time::sleep(COALESCE) => {}
@@ -979,6 +1063,34 @@ mod tests {
             let between = record.iter().filter(|(t, k)| t == ticket && prev < k && k < key).count();
             assert_eq!(between, 0, "{ticket}: an entry between {prev:?} and {key:?}");
         }
+    }
+
+    #[test]
+    fn the_writers_word_narrows_the_read_only_where_it_speaks_for_every_seq() {
+        let told = |from, to, tickets: &[(i64, &str)]| Touched {
+            from,
+            to,
+            tickets: tickets.iter().map(|(s, t)| (*s, (*t).to_owned())).collect(),
+        };
+        let watched = |t: &str| t == "A" || t == "B";
+        let t = told(10, 14, &[(11, "A"), (12, "C"), (13, "B"), (14, "A")]);
+        // Every seq since the last read spoken for: the watched tickets' seqs, in order.
+        assert_eq!(Read::of(&t, 10, 14, (10, i32::MAX), watched), Read::Seqs(vec![11, 13, 14]));
+        // Past the cursor only; a seq read in part (a full page ended in it) is read again for
+        // its rest.
+        assert_eq!(Read::of(&t, 10, 14, (13, 2), watched), Read::Seqs(vec![13, 14]));
+        assert_eq!(Read::of(&t, 10, 14, (13, i32::MAX), watched), Read::Seqs(vec![14]));
+        // Only unwatched tickets touched: nothing to read.
+        let t = told(10, 13, &[(11, "C"), (13, "D")]);
+        assert_eq!(Read::of(&t, 10, 13, (10, i32::MAX), watched), Read::Nothing);
+        assert_eq!(Read::of(&told(10, 10, &[]), 10, 10, (10, i32::MAX), watched), Read::Nothing);
+        // A seq it does not speak for (another instance's, or before the writer's record
+        // starts, or after its end): everything.
+        assert_eq!(Read::of(&told(12, 14, &[(13, "A")]), 10, 14, (10, i32::MAX), watched), Read::All);
+        assert_eq!(Read::of(&told(10, 13, &[(11, "C")]), 10, 14, (10, i32::MAX), watched), Read::All);
+        // Its record may start before the last read: what it holds up to there is not read again.
+        let t = told(8, 14, &[(9, "A"), (12, "A")]);
+        assert_eq!(Read::of(&t, 10, 14, (10, i32::MAX), watched), Read::Seqs(vec![12]));
     }
 
     #[test]

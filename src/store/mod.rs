@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod batch;
 pub mod classify;
+pub mod committed;
 pub mod database;
 pub mod evidence;
 pub mod export;

@@ -44,6 +44,20 @@ pub async fn entries(pool: &PgPool, after: (i64, i32), limit: i64) -> Result<Vec
     Ok(rows)
 }
 
+/// The timeline entries of the seqs `seqs` (ascending) after `after`, oldest first
+/// (`sql/stream_entries_at.sql`): the tail's read when this process's writer said which seqs
+/// concern the watched tickets.
+pub async fn entries_at(
+    pool: &PgPool,
+    seqs: &[i64],
+    after: (i64, i32),
+    limit: i64,
+) -> Result<Vec<TicketEntry>, sqlx::Error> {
+    let mut rows: Vec<TicketEntry> = entries_at_query(seqs, after, limit).build_query_as().fetch_all(pool).await?;
+    read::mark_redacted(pool, &mut rows).await?;
+    Ok(rows)
+}
+
 impl read::MaybeRedacted for TicketEntry {
     fn seq(&self) -> i64 {
         self.entry.seq
@@ -62,4 +76,16 @@ pub fn entries_query(after: (i64, i32), limit: i64) -> read::Built {
     let bound = args.add(after.0).and_then(|()| args.add(after.1)).and_then(|()| args.add(limit));
     debug_assert!(bound.is_ok(), "integers always encode");
     QueryBuilder::with_arguments(include_str!("sql/stream_entries.sql"), args)
+}
+
+pub fn entries_at_query(seqs: &[i64], after: (i64, i32), limit: i64) -> read::Built {
+    use sqlx::Arguments;
+    let mut args = sqlx::postgres::PgArguments::default();
+    let bound = args
+        .add(seqs.to_vec())
+        .and_then(|()| args.add(after.0))
+        .and_then(|()| args.add(after.1))
+        .and_then(|()| args.add(limit));
+    debug_assert!(bound.is_ok(), "integers always encode");
+    QueryBuilder::with_arguments(include_str!("sql/stream_entries_at.sql"), args)
 }

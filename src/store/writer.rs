@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{execute_batch, Basis, BatchError, Executed, Head, InFlight, NewDelivery, Outcome};
 use super::classify::WriterActivity;
+use super::committed::{self, Announcer, Committed};
 use super::lease::{self, Lease, Taken};
 
 /// Restarts the supervisor allows within [`RESTART_WINDOW`] before it gives up.
@@ -59,7 +60,7 @@ pub struct Writer {
     pool: PgPool,
     activity: Arc<WriterActivity>,
     alive: Arc<AtomicBool>,
-    committed: watch::Receiver<i64>,
+    committed: Committed,
 }
 
 impl Writer {
@@ -98,7 +99,7 @@ impl Writer {
         let (tx, mut rx) = mpsc::channel(queue_capacity.max(1));
         let activity = Arc::new(WriterActivity::default());
         let alive = Arc::new(AtomicBool::new(true));
-        let (commits, committed) = watch::channel(0i64);
+        let (commits, committed) = committed::channel();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (done, finished) = oneshot::channel::<bool>();
         let (writer_pool, writer_activity, writer_alive) = (pool.clone(), activity.clone(), alive.clone());
@@ -173,9 +174,10 @@ impl Writer {
     }
 
     /// The highest seq this writer has committed (0 before its first commit), updated after each
-    /// commit: a hint for the live tail that something new is there. Other instances' commits
-    /// do not show here; readers take what is new from the database, not from this.
-    pub fn committed(&self) -> watch::Receiver<i64> {
+    /// commit, and the ticket of each seq: a hint for the live tail of what is new there. Other
+    /// instances' commits do not show here; readers take what is new from the database, not
+    /// from this.
+    pub fn committed(&self) -> Committed {
         self.committed.clone()
     }
 
@@ -214,7 +216,7 @@ async fn run(
     max_batch: usize,
     activity: &Arc<WriterActivity>,
     ordered: bool,
-    commits: &watch::Sender<i64>,
+    commits: &Announcer,
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
     let mut lanes = Lanes::new(ordered);
@@ -394,7 +396,7 @@ struct Pending {
 /// head under lock, with nothing in flight.
 struct Pipeline<'a> {
     pool: &'a PgPool,
-    commits: &'a watch::Sender<i64>,
+    commits: &'a Announcer,
     busy: Busy,
     /// The head as the last batch leaves it; none: take it under lock.
     head: Option<Head>,
@@ -408,7 +410,7 @@ struct Pipeline<'a> {
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(pool: &'a PgPool, activity: &Arc<WriterActivity>, commits: &'a watch::Sender<i64>) -> Self {
+    fn new(pool: &'a PgPool, activity: &Arc<WriterActivity>, commits: &'a Announcer) -> Self {
         Pipeline {
             pool,
             commits,
@@ -560,7 +562,7 @@ impl<'a> Pipeline<'a> {
             match attempt {
                 Ok(done) => {
                     done.tx.commit().await.map_err(|e| WriteError::Unavailable(Arc::new(e)))?;
-                    announce(self.commits, &done.outcomes);
+                    announce(self.commits, &done.outcomes, [d]);
                     self.head = Some(done.head.clone());
                     self.last_seen = self.head.clone();
                     return Ok(done.outcomes[0]);
@@ -584,20 +586,14 @@ enum Attempt {
 }
 
 /// Commits an executed batch and answers its senders: after the commit, never before.
-async fn commit_and_answer(
-    mut done: Executed,
-    jobs: Vec<Job>,
-    commits: watch::Sender<i64>,
-    busy: Busy,
-    started: Instant,
-) {
+async fn commit_and_answer(mut done: Executed, jobs: Vec<Job>, commits: Announcer, busy: Busy, started: Instant) {
     let outcomes = std::mem::take(&mut done.outcomes);
     let result = done.tx.commit().await;
     busy.stop();
     metrics::histogram!("ticket_audit_write_commit_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(()) => {
-            announce(&commits, &outcomes);
+            announce(&commits, &outcomes, jobs.iter().map(|j| &j.delivery));
             if done.conflicts > 0 {
                 metrics::counter!("ticket_audit_tenant_conflicts_total").increment(done.conflicts);
             }
@@ -667,15 +663,16 @@ impl Busy {
     }
 }
 
-/// Tells the live tail the new head, when these outcomes moved it.
-fn announce(commits: &watch::Sender<i64>, outcomes: &[Outcome]) {
-    if let Some(top) = outcomes.iter().filter(|o| !o.duplicate).map(|o| o.seq).max() {
-        commits.send_if_modified(|head| {
-            let moved = top > *head;
-            *head = (*head).max(top);
-            moved
-        });
-    }
+/// Tells the live tail what a committed batch added: its new seqs (the duplicates' are older),
+/// each with its delivery's ticket. `outcomes` are the batch's deliveries', in order.
+fn announce<'a>(commits: &Announcer, outcomes: &[Outcome], deliveries: impl IntoIterator<Item = &'a NewDelivery>) {
+    commits.announce(
+        outcomes
+            .iter()
+            .zip(deliveries)
+            .filter(|(o, _)| !o.duplicate)
+            .map(|(o, d)| (o.seq, d.normalized.ticket.as_deref())),
+    );
 }
 
 /// Losing a race with another writer: a key or seq it took first (unique violation), or a

@@ -368,6 +368,11 @@ fn cases() -> Vec<(&'static str, &'static str, Built)> {
         // and the executed commands.
         ("the live tail's entries", "commands", stream::entries_query((mid, 3), 500)),
         (
+            "the live tail's entries of the watched tickets' seqs",
+            "commands",
+            stream::entries_at_query(&(mid..mid + 400).step_by(2).collect::<Vec<_>>(), (mid, 3), 500),
+        ),
+        (
             "the live tail's commands",
             "commands",
             read::list_commands_query(

@@ -598,3 +598,59 @@ async fn a_ticket_stream_resumed_from_an_old_last_event_id_reads_the_gap_then_go
     let o2_all = timeline(&app, "O-2").await;
     assert_eq!(datas(&o2.events(o2_all.len() - 1).await), o2_all[1..]);
 }
+
+#[tokio::test]
+async fn ticket_streams_get_entries_another_instance_commits_between_this_ones_commits() {
+    // Two service processes on one database, taking turns to write. A's tail is told by A's
+    // writer which ticket each of its seqs concerns; B's seqs it learns of only from the head,
+    // and must read them all the same.
+    let a = spawn_app().await;
+    let options: sqlx::postgres::PgConnectOptions = database_url(&a.db_name).parse().unwrap();
+    let b = spawn_on(options, a.db_name.clone(), settings(), pools()).await;
+    // X gets entries from both instances; Y, watched too, from B only; Z (unwatched) from A
+    // only, so that A's writer keeps committing seqs around B's whose tickets are not Y's.
+    for t in ["X", "Y", "Z"] {
+        a.deliver(&add_ticket(t, "tenant-a", "aws")).await;
+    }
+    let mut x = open(&a, "/api/v1/stream?ticket=X", None, None).await;
+    let mut y = open(&a, "/api/v1/stream?ticket=Y", None, None).await;
+    const N: usize = 120;
+    let sends = (0..N).map(|i| {
+        let (app, ticket) = match i % 4 {
+            0 => (&a, "X"),
+            1 => (&b, "X"),
+            2 => (&b, "Y"),
+            _ => (&a, "Z"),
+        };
+        let (c, r) = cmd(i);
+        app.post(message(ticket, &format!("q{i}"), &format!("a{i}"), &[(&c, &r)]))
+    });
+    for res in futures::future::join_all(sends).await {
+        assert_eq!(res.status(), 202);
+    }
+    // A mark from A: once X's stream has it, A's tail has read all that A's writer committed.
+    let (mut got_x, mut got_y) = (Vec::new(), Vec::new());
+    a.deliver(&message("X", "a's mark", "a's mark", &[])).await;
+    caught_up(&a, "X", &mut x, &mut got_x, "a's mark").await;
+    // Then Y's last entries, from B's commit alone: A's tail learns of it only from its poll of
+    // the head, its writer having nothing to say. X's last from B and then from A.
+    b.deliver(&message("Y", "the end", "the end", &[])).await;
+    caught_up(&a, "Y", &mut y, &mut got_y, "the end").await;
+    b.deliver(&message("X", "b's end", "b's end", &[])).await;
+    a.deliver(&message("X", "the end", "the end", &[])).await;
+    caught_up(&a, "X", &mut x, &mut got_x, "the end").await;
+
+    /// Reads `s` up to the end of `t`'s timeline now, into `got`: every entry after
+    /// ticket_created, whoever committed it, once, in order, the last `last`.
+    async fn caught_up(a: &TestApp, t: &str, s: &mut Events, got: &mut Vec<(String, String, Value)>, last: &str) {
+        let want = timeline(a, t).await;
+        assert!(want.len() > N / 4 * 3, "{t}: {} entries", want.len());
+        // A bound against waiting for ever (keep-alives keep an idle stream going), not a timing.
+        let more = tokio::time::timeout(Duration::from_secs(120), s.events(want.len() - 1 - got.len()))
+            .await
+            .unwrap_or_else(|_| panic!("{t}: entries missing after 120 s"));
+        got.extend(more);
+        assert_eq!(datas(got), want[1..], "{t}: every entry after ticket_created, once, in order");
+        assert_eq!(got.last().unwrap().2["content"], last);
+    }
+}
