@@ -38,10 +38,9 @@ pub struct Receipt {
 pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let start = std::time::Instant::now();
     // Another instance writes now: the delivery goes there, unless it was passed on already.
-    let target = app.forwarder.as_ref().filter(|_| !headers.contains_key(forward::FORWARDED)).and_then(|f| f.target());
-    let (forwarder, target, body) = match (app.forwarder.as_ref(), target) {
-        (Some(forwarder), Some(target)) => (forwarder, target, body),
-        _ => return answer(start, store(app, headers, body).await),
+    let passing = app.forwarder.clone().filter(|_| !headers.contains_key(forward::FORWARDED));
+    let Some((forwarder, target)) = passing.and_then(|f| f.target().map(|t| (f, t))) else {
+        return answer(start, store(app, headers, body).await);
     };
     let bytes = match read_limited(&headers, body, app.max_body_bytes).await {
         Ok(bytes) => bytes,

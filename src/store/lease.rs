@@ -46,21 +46,29 @@ const CONNECT_MAX: Duration = Duration::from_millis(500);
 /// again: while the database is away, a batch must not wait for a second connection first.
 const BACKOFF: Duration = Duration::from_secs(1);
 
+/// The rows of `pg_locks` that are the lease ($1: [`LEASE_LOCK`]) in this database, granted or
+/// awaited.
+macro_rules! the_lease {
+    () => {
+        "locktype = 'advisory' AND objsubid = 1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid"
+    };
+}
+
 /// Whether another session waits for the lease.
-const WAITER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
-     WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 \
-       AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-       AND classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid)";
+const WAITER_SQL: &str = concat!("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND ", the_lease!(), ")");
 
 /// What a writer's connections are named (`application_name`, at most 63 bytes) when its
 /// instance takes deliveries from the others: this, then the URL it is reached at.
 pub const ADVERTISED: &str = "ta> ";
 
 /// The `application_name` of the session that holds the lease.
-const HOLDER_SQL: &str = "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-       AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid LIMIT 1";
+const HOLDER_SQL: &str = concat!(
+    "SELECT a.application_name FROM pg_locks JOIN pg_stat_activity a USING (pid) WHERE granted AND ",
+    the_lease!(),
+    " LIMIT 1"
+);
 
 /// The URL that the lease's holder is reached at, when its instance advertises one (its writer's
 /// connections are named [`ADVERTISED`] and the URL); none when nobody holds the lease, or the
