@@ -463,6 +463,9 @@ fn server_options(socket_dir: &Path, opts: LocalOptions) -> String {
         format!("port={PORT}"),
         format!("unix_socket_directories=\"{socket_list}\""),
     ];
+    if !opts.ephemeral {
+        settings.push(format!("shared_buffers={}MB", shared_buffers_mb(physical_memory())));
+    }
     if opts.ephemeral {
         let fast = ["fsync", "synchronous_commit", "full_page_writes"].map(|s| format!("{s}=off"));
         settings.extend(fast);
@@ -473,6 +476,23 @@ fn server_options(socket_dir: &Path, opts: LocalOptions) -> String {
     }
     let quoted = settings.iter().map(|s| format!("-c '{}'", s.replace('\'', r"'\''")));
     quoted.collect::<Vec<_>>().join(" ")
+}
+
+/// The private cluster's page cache: a quarter of the machine's memory, from PostgreSQL's default
+/// of 128 MB up to 4 GB. A ticket's timeline at 10^7 commands reads about 30 pages scattered over
+/// the store; with the default, the pages of the tickets people read fall out of it and come from
+/// the kernel's cache at every read (bench/README.md, "At 10^7 commands"). Unknown memory: the
+/// default.
+fn shared_buffers_mb(memory: Option<u64>) -> u64 {
+    const MB: u64 = 1 << 20;
+    memory.map_or(128, |bytes| (bytes / 4 / MB).clamp(128, 4096))
+}
+
+/// Physical memory in bytes (Linux's `/proc/meminfo`; none elsewhere or when unreadable).
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim();
+    kb.parse::<u64>().ok()?.checked_mul(1024)
 }
 
 fn spawn_guardian(
@@ -620,5 +640,21 @@ async fn wait_until_running(
             return Err(LocalPgError::OtherStartTimedOut { dir, owner, secs });
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_cache_is_a_quarter_of_memory_within_bounds() {
+        const GB: u64 = 1 << 30;
+        assert_eq!(shared_buffers_mb(None), 128);
+        assert_eq!(shared_buffers_mb(Some(GB / 4)), 128, "never below the default");
+        assert_eq!(shared_buffers_mb(Some(2 * GB)), 512);
+        assert_eq!(shared_buffers_mb(Some(24 * GB)), 4096, "at most 4 GB");
+        assert_eq!(shared_buffers_mb(Some(u64::MAX)), 4096);
+        assert!(physical_memory().is_some_and(|m| m > 0) || !Path::new("/proc/meminfo").exists());
     }
 }
