@@ -42,6 +42,10 @@ pub fn pool(
     acquire_timeout: Duration,
     role: Option<&'static str>,
 ) -> PgPool {
+    pool_options(max_connections, acquire_timeout, role).connect_lazy_with(options)
+}
+
+fn pool_options(max_connections: u32, acquire_timeout: Duration, role: Option<&'static str>) -> PgPoolOptions {
     let mut opts = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(acquire_timeout);
     if let Some(role) = role {
         opts = opts.after_connect(move |conn, _| {
@@ -51,7 +55,7 @@ pub fn pool(
             })
         });
     }
-    opts.connect_lazy_with(options)
+    opts
 }
 
 /// The writer's pool: [`pool`], with its connections set for the write path's statements, which
@@ -66,7 +70,10 @@ pub fn write_pool(
     role: Option<&'static str>,
 ) -> PgPool {
     let options = options.options(WRITE_SESSION);
-    pool(options, max_connections, acquire_timeout, role)
+    // No ping before each batch: a round trip on the writer's path for nothing. A connection
+    // found dead (the server restarted) fails the batch's BEGIN, before anything of the batch
+    // is sent, and the writer begins again on another (`writer::begin`).
+    pool_options(max_connections, acquire_timeout, role).test_before_acquire(false).connect_lazy_with(options)
 }
 
 /// The writer's session settings (see [`write_pool`]). JIT off: with sequential scans priced out,

@@ -505,7 +505,7 @@ impl<'a> Pipeline<'a> {
 
     /// Executes a batch from the head as known, or under lock.
     async fn execute(&mut self, batch: &[&NewDelivery]) -> Result<Executed, Attempt> {
-        let tx = self.pool.begin().await.map_err(|e| Attempt::Failed(Failure::Database(e)))?;
+        let tx = begin(self.pool).await.map_err(|e| Attempt::Failed(Failure::Database(e)))?;
         let empty = InFlight::default();
         let under_lock = self.locked_until.is_some_and(|t| Instant::now() < t);
         let basis = match &self.head {
@@ -577,6 +577,32 @@ impl<'a> Pipeline<'a> {
         }
         Err(WriteError::Unavailable(Arc::new(sqlx::Error::Protocol(format!("lost every race: {last}")))))
     }
+}
+
+/// Begins a batch's transaction. The write pool does not ping a connection before handing it out
+/// ([`super::write_pool`]): one that died idle (the server restarted, a proxy cut it) fails here,
+/// before anything of the batch was sent, and is dropped; then another is tried, up to the
+/// pool's size and one new.
+async fn begin(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tries = pool.options().get_max_connections() as usize + 1;
+    loop {
+        match pool.begin().await {
+            Err(e) if tries > 1 && broken(&e) => {
+                tries -= 1;
+                tracing::debug!(error = %e, "a write connection was dead; beginning on another");
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A connection that is gone: its stream failed, or the server ended its session (a restart, a
+/// `pg_terminate_backend`, SQLSTATE 57P01-57P03) or the connection (class 08).
+fn broken(e: &sqlx::Error) -> bool {
+    let code = db_code(e);
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+        || code.starts_with("08")
+        || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
 }
 
 enum Attempt {

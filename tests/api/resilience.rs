@@ -142,6 +142,38 @@ async fn a_database_outage_gets_503s_and_the_service_recovers_by_itself() {
     assert!(ticket_audit::store::ledger::verify(&mut conn, None).await.unwrap().ok);
 }
 
+/// The writer does not ping a connection before each batch: one the server ended while it sat
+/// idle fails the batch's BEGIN, and the batch begins again on another, unanswered meanwhile.
+#[tokio::test]
+async fn write_connections_the_server_ended_while_idle_cost_no_delivery() {
+    let (options, name) = fresh_database().await;
+    let app = spawn_on(options.clone(), name.clone(), settings(), pools()).await;
+    let direct = sqlx::PgPool::connect_with(options).await.unwrap();
+    let acked = Mutex::new(BTreeMap::new());
+    for round in 0..3 {
+        // Several at once, so that the writer's pool holds more than one connection.
+        let ids: Vec<Vec<String>> =
+            (0..4).map(|k| (0..10).map(|i| format!("idle-{round}-{k}-{i}")).collect()).collect();
+        let answers = futures::future::join_all(ids.iter().map(|b| send_all(&app.client, &app.base, b, &acked))).await;
+        assert!(answers.iter().flatten().all(|s| *s == 202), "round {round}: {answers:?}");
+        // Every other session of the service's database ended, the writer's idle ones among them.
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend') t",
+        )
+        .bind(&name)
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+        assert!(ended >= 2, "round {round}: {ended} sessions ended");
+    }
+    let after: Vec<String> = (0..10).map(|i| format!("idle-after-{i}")).collect();
+    assert!(send_all(&app.client, &app.base, &after, &acked).await.iter().all(|s| *s == 202));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries").fetch_one(&direct).await.unwrap();
+    assert_eq!(stored, 130);
+    assert_eq!(acked.into_inner().unwrap().len(), 130);
+}
+
 /// Starts the service binary on `url`; returns it and the address it listens on.
 fn start_service(url: &str) -> (Child, String) {
     let b = start_binary(&[("DATABASE_URL", url), ("RUST_LOG", "info")]);
