@@ -463,16 +463,16 @@ fn server_options(socket_dir: &Path, opts: LocalOptions) -> String {
         format!("port={PORT}"),
         format!("unix_socket_directories=\"{socket_list}\""),
     ];
-    if !opts.ephemeral {
-        settings.push(format!("shared_buffers={}MB", shared_buffers_mb(physical_memory())));
-    }
     if opts.ephemeral {
         let fast = ["fsync", "synchronous_commit", "full_page_writes"].map(|s| format!("{s}=off"));
         settings.extend(fast);
-        settings.push("max_connections=200".into()); // tests open many small pools
-                                                     // With synchronous_commit off, a commit reaches a replica only when the WAL writer writes
-                                                     // it: every 10 ms rather than 200, so the replica tests' reads wait for no more.
+        // Tests open many small pools.
+        settings.push("max_connections=200".into());
+        // With synchronous_commit off, a commit reaches a replica only when the WAL writer writes
+        // it: every 10 ms rather than 200, so the replica tests' reads wait for no more.
         settings.push("wal_writer_delay=10ms".into());
+    } else {
+        settings.push(format!("shared_buffers={}MB", shared_buffers_mb(physical_memory())));
     }
     let quoted = settings.iter().map(|s| format!("-c '{}'", s.replace('\'', r"'\''")));
     quoted.collect::<Vec<_>>().join(" ")

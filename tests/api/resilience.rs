@@ -143,7 +143,7 @@ async fn a_database_outage_gets_503s_and_the_service_recovers_by_itself() {
 }
 
 /// The writer does not ping a connection before each batch: one the server ended while it sat
-/// idle fails the batch's BEGIN, and the batch begins again on another, unanswered meanwhile.
+/// idle fails the batch's BEGIN, and the batch begins again on another; no sender sees it.
 #[tokio::test]
 async fn write_connections_the_server_ended_while_idle_cost_no_delivery() {
     let (options, name) = fresh_database().await;
