@@ -31,8 +31,9 @@ pub const LEASE_LOCK: i64 = 0x7461_5f77_7274;
 pub const SLICE: Duration = Duration::from_millis(10);
 
 /// How often an idle holder looks for a waiter at most: an instance alone, writing small batches
-/// with pauses between them, asks at most this often.
-pub const IDLE_LOOK: Duration = Duration::from_millis(1);
+/// with pauses between them, asks at most this often. Each look is a round trip the writer waits
+/// for: at 1 ms, one in every batch of a light load.
+pub const IDLE_LOOK: Duration = Duration::from_millis(5);
 
 /// The longest wait for the lease (the lock's `lock_timeout`): a holder that stopped answering
 /// (its process frozen, its connection alive) must not stop the others. Past it the batch is

@@ -230,7 +230,8 @@ async fn run(
                 break;
             }
             let received = loop {
-                if pipeline.lease.is_held() {
+                // Deliveries already waiting: not idle, no look before taking them.
+                if pipeline.lease.is_held() && rx.is_empty() {
                     pipeline.hand_over_if_wanted(true).await;
                 }
                 if !pipeline.lease.is_held() {
