@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::text::{escape, PgText};
+use super::text::{escape, PgStr, PgText};
 use super::{partitions, tree};
 use crate::domain::ledger::{chain_hash, leaf_hash, ChainedFields, Hash};
 use crate::domain::merkle::RightEdge;
@@ -377,10 +377,15 @@ pub async fn project(conn: &mut PgConnection, items: &[Projected<'_>]) -> Result
 async fn store(
     conn: &mut PgConnection,
     d: &DeliveryColumns<'_>,
-    p: &Projection,
+    p: &Projection<'_>,
     tree: Option<&tree::StoredHashes>,
 ) -> Result<(), sqlx::Error> {
-    let q = sqlx::query(include_str!("sql/store_batch.sql"));
+    // The statement's arguments, sized up front: about one copy of each body and one of its
+    // projected text (messages, commands), not a buffer doubled and copied a dozen times over.
+    let mut args = sqlx::postgres::PgArguments::default();
+    let bodies: usize = d.body.iter().map(|b| b.len()).sum();
+    sqlx::Arguments::reserve(&mut args, 56, 2 * bodies + 4096);
+    let q = sqlx::query_with(include_str!("sql/store_batch.sql"), args);
     let q = d.bind(q);
     let q = p.events.bind(q);
     let q = p.messages.bind(q);
@@ -400,11 +405,11 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArgume
 struct DeliveryColumns<'a> {
     seq: Vec<i64>,
     received_at: Vec<OffsetDateTime>,
-    key: Vec<PgText>,
+    key: Vec<PgStr<'a>>,
     key_source: Vec<&'static str>,
     body: Vec<&'a [u8]>,
     body_sha256: Vec<&'a [u8]>,
-    action: Vec<Option<PgText>>,
+    action: Vec<Option<PgStr<'a>>>,
     status_code: Vec<Option<i32>>,
     headers: Vec<String>,
     error: Vec<Option<PgText>>,
@@ -417,11 +422,11 @@ impl<'a> DeliveryColumns<'a> {
     fn push(&mut self, seq: i64, d: &'a NewDelivery, recorded_at: OffsetDateTime, hash: Hash) {
         self.seq.push(seq);
         self.received_at.push(d.received_at);
-        self.key.push(d.key.as_str().into());
+        self.key.push(PgStr(d.key.as_str()));
         self.key_source.push(d.key.source().as_str());
         self.body.push(&d.body);
         self.body_sha256.push(&d.body_sha256);
-        self.action.push(d.normalized.action.as_deref().map(PgText::from));
+        self.action.push(d.normalized.action.as_deref().map(PgStr));
         self.status_code.push(d.normalized.status_code);
         self.headers.push(d.headers.to_string());
         self.error.push(d.normalized.error().map(PgText::from));
@@ -449,20 +454,20 @@ impl<'a> DeliveryColumns<'a> {
 
 /// The rows a batch adds to the projection.
 #[derive(Default)]
-struct Projection {
-    events: EventColumns,
-    messages: MessageColumns,
-    commands: CommandColumns,
+struct Projection<'a> {
+    events: EventColumns<'a>,
+    messages: MessageColumns<'a>,
+    commands: CommandColumns<'a>,
     tickets: TicketColumns,
     anomalies: AnomalyColumns,
 }
 
-impl Projection {
+impl<'a> Projection<'a> {
     /// Derives the rows; reads the tickets the batch touches, to fold it into them, taking
     /// those in `in_flight` as the batch before it leaves them. Returns the tickets as folded.
     fn derive_over(
         stored: HashMap<String, TicketState>,
-        items: &[Projected<'_>],
+        items: &[Projected<'a>],
         in_flight: &HashMap<String, TicketState>,
     ) -> (Self, HashMap<String, TicketState>) {
         let mut p = Projection::default();
@@ -473,25 +478,25 @@ impl Projection {
         (p, tickets)
     }
 
-    fn push(&mut self, p: &Projected<'_>) {
+    fn push(&mut self, p: &Projected<'a>) {
         let n = p.normalized;
         let ev = &mut self.events;
         ev.seq.push(p.seq);
         ev.received_at.push(p.at);
-        ev.action.push(n.action.as_deref().map(PgText::from));
+        ev.action.push(n.action.as_deref().map(PgStr));
         ev.status_code.push(n.status_code);
         ev.success.push(n.success);
         ev.kind.push(n.kind.as_str());
-        ev.ticket.push(n.ticket.as_deref().map(PgText::from));
-        ev.tenant.push(n.carried_tenant.as_deref().map(PgText::from));
+        ev.ticket.push(n.ticket.as_deref().map(PgStr));
+        ev.tenant.push(n.carried_tenant.as_deref().map(PgStr));
         if let Some(ticket) = &n.ticket {
             for m in &n.messages {
                 let msg = &mut self.messages;
                 msg.seq.push(p.seq);
                 msg.position.push(m.position);
-                msg.ticket.push(ticket.as_str().into());
+                msg.ticket.push(PgStr(ticket));
                 msg.role.push(m.role.as_str());
-                msg.content.push(m.content.as_str().into());
+                msg.content.push(PgStr(&m.content));
                 msg.received_at.push(p.at);
             }
         }
@@ -499,9 +504,9 @@ impl Projection {
             let cmd = &mut self.commands;
             cmd.seq.push(p.seq);
             cmd.position.push(c.position);
-            cmd.ticket.push(n.ticket.as_deref().map(PgText::from));
-            cmd.command.push(c.command.as_str().into());
-            cmd.result.push(c.result.as_deref().map(PgText::from));
+            cmd.ticket.push(n.ticket.as_deref().map(PgStr));
+            cmd.command.push(PgStr(&c.command));
+            cmd.result.push(c.result.as_deref().map(PgStr));
             cmd.executed.push(c.executed);
             cmd.recorded_at.push(p.at);
         }
@@ -514,7 +519,7 @@ fn fold_tickets(
     mut states: HashMap<String, TicketState>,
     items: &[Projected<'_>],
     in_flight: &HashMap<String, TicketState>,
-    p: &mut Projection,
+    p: &mut Projection<'_>,
 ) -> HashMap<String, TicketState> {
     let names = ticket_names(items.iter().map(|p| p.normalized));
     if names.is_empty() {
@@ -557,18 +562,18 @@ fn fold_tickets(
 
 /// `$14..$21`: action events.
 #[derive(Default)]
-struct EventColumns {
+struct EventColumns<'a> {
     seq: Vec<i64>,
     received_at: Vec<OffsetDateTime>,
-    action: Vec<Option<PgText>>,
+    action: Vec<Option<PgStr<'a>>>,
     status_code: Vec<Option<i32>>,
     success: Vec<bool>,
     kind: Vec<&'static str>,
-    ticket: Vec<Option<PgText>>,
-    tenant: Vec<Option<PgText>>,
+    ticket: Vec<Option<PgStr<'a>>>,
+    tenant: Vec<Option<PgStr<'a>>>,
 }
 
-impl EventColumns {
+impl EventColumns<'_> {
     fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
         q.bind(&self.seq)
             .bind(&self.received_at)
@@ -583,16 +588,16 @@ impl EventColumns {
 
 /// `$22..$27`: messages.
 #[derive(Default)]
-struct MessageColumns {
+struct MessageColumns<'a> {
     seq: Vec<i64>,
     position: Vec<i32>,
-    ticket: Vec<PgText>,
+    ticket: Vec<PgStr<'a>>,
     role: Vec<&'static str>,
-    content: Vec<PgText>,
+    content: Vec<PgStr<'a>>,
     received_at: Vec<OffsetDateTime>,
 }
 
-impl MessageColumns {
+impl MessageColumns<'_> {
     fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
         q.bind(&self.seq)
             .bind(&self.position)
@@ -605,17 +610,17 @@ impl MessageColumns {
 
 /// `$28..$34`: commands.
 #[derive(Default)]
-struct CommandColumns {
+struct CommandColumns<'a> {
     seq: Vec<i64>,
     position: Vec<i32>,
-    ticket: Vec<Option<PgText>>,
-    command: Vec<PgText>,
-    result: Vec<Option<PgText>>,
+    ticket: Vec<Option<PgStr<'a>>>,
+    command: Vec<PgStr<'a>>,
+    result: Vec<Option<PgStr<'a>>>,
     executed: Vec<bool>,
     recorded_at: Vec<OffsetDateTime>,
 }
 
-impl CommandColumns {
+impl CommandColumns<'_> {
     fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
         q.bind(&self.seq)
             .bind(&self.position)

@@ -13,8 +13,18 @@ use sqlx::{Decode, Encode, Postgres, Type};
 
 const ESC: char = '\u{2400}';
 
+/// U+2400 in UTF-8.
+const ESC_UTF8: &[u8] = "\u{2400}".as_bytes();
+
+/// Whether `s` needs the escape: it holds U+0000 or U+2400. Byte searches (memchr's, vectorized),
+/// not a walk over the chars: every text value the writer binds passes here.
+fn needs_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    memchr::memchr(0, b).is_some() || memchr::memmem::find(b, ESC_UTF8).is_some()
+}
+
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.contains(['\0', ESC]) {
+    if !needs_escape(s) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -105,6 +115,39 @@ impl Encode<'_, Postgres> for PgText {
     }
 }
 
+/// A string bound to a `text` column through the escape, borrowed: the writer binds the
+/// deliveries' own strings without copying each into a `String` first.
+#[derive(Debug, Clone, Copy)]
+pub struct PgStr<'a>(pub &'a str);
+
+impl<'a> From<&'a str> for PgStr<'a> {
+    fn from(s: &'a str) -> Self {
+        PgStr(s)
+    }
+}
+
+impl Type<Postgres> for PgStr<'_> {
+    fn type_info() -> PgTypeInfo {
+        <String as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <String as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl PgHasArrayType for PgStr<'_> {
+    fn array_type_info() -> PgTypeInfo {
+        <String as PgHasArrayType>::array_type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for PgStr<'_> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        let escaped = escape(self.0);
+        <&str as Encode<Postgres>>::encode(escaped.as_ref(), buf)
+    }
+}
+
 impl<'r> Decode<'r, Postgres> for PgText {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         let s = <&str as Decode<Postgres>>::decode(value)?;
@@ -124,6 +167,10 @@ mod tests {
         assert_eq!(escape("␀"), "␀␀");
         assert_eq!(unescape("a␀0b␀␀"), "a\0b␀");
         assert!(!escape("\0\0␀0").contains('\0'));
+        // The search is byte-wise: other characters sharing U+2400's first byte (U+2401, U+2000)
+        // or its last (U+0400) are left alone.
+        assert_eq!(escape("\u{2401}\u{2000}\u{0400}"), "\u{2401}\u{2000}\u{0400}");
+        assert!(matches!(escape("\u{2401}\u{2000}"), Cow::Borrowed(_)));
     }
 
     proptest! {
@@ -132,6 +179,12 @@ mod tests {
             let e = escape(&s);
             prop_assert!(!e.contains('\0'));
             prop_assert_eq!(unescape(&e).into_owned(), s.clone());
+        }
+
+        /// The byte search agrees with the definition, over text near the escape's bytes.
+        #[test]
+        fn needs_escape_is_contains(s in "(\\PC|\u{0}|\u{2400}|\u{2401}|\u{2000}|\u{0400}|\u{10400})*") {
+            prop_assert_eq!(needs_escape(&s), s.contains(['\0', ESC]));
         }
     }
 }
