@@ -172,6 +172,21 @@ writer_busy() {
         awk '$1 == "ticket_audit_writer_busy_seconds_sum" { print $2; f = 1 } END { if (!f) print "null" }'
 }
 
+# The writer thread's time so far, in ns, "ON_CPU WAITING": on a core, and runnable but waiting
+# for one (/proc/.../schedstat, fields 1 and 2); "null" where the kernel does not keep it. The
+# second is what the two shared cores cost the serial writer: every step of a batch's chain waits
+# its turn behind the request handlers and PostgreSQL's backends.
+writer_sched() {
+    local t
+    for t in /proc/"$SERVICE_PID"/task/*; do
+        if [ "$(cat "$t/comm" 2>/dev/null)" = ticket-audit-wr ] && [ -r "$t/schedstat" ]; then
+            cut -d' ' -f1,2 "$t/schedstat"
+            return
+        fi
+    done
+    echo null
+}
+
 kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$SERVICE_PID/status"; }
 
 # Highest RSS of the service while a command runs, in kB, into $1. The kernel keeps the peak
@@ -261,6 +276,8 @@ run_ingest() {
             pg0=$(cpu_ticks $pids)
             local busy0 busy1
             busy0=$(writer_busy)
+            local sched0 sched1
+            sched0=$(writer_sched)
             # Transaction ids are taken by every batch (it locks the ledger head): their count over
             # the run is the number of batches, cluster-wide (exact only on an otherwise idle server).
             local xid0 xid1
@@ -275,8 +292,9 @@ run_ingest() {
             svc1=$(cpu_ticks "$SERVICE_PID")
             pg1=$(cpu_ticks $pids)
             busy1=$(writer_busy)
+            sched1=$(writer_sched)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0); print(json.dumps(r))" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
         done
         local stored hot
         stored=$(psql_q "$db" "select count(*) from deliveries")
@@ -298,12 +316,16 @@ final = [r for r in rows if "final_hwm_kb" in r]
 builds = list(dict.fromkeys(r["build"] for r in runs))
 print()
 print("| build | WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
-      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | writer busy | load avg before |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | writer busy | writer thread on a core / waiting for one | load avg before |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|")
 def busy(r):
     # Share of the run's wall time with a batch being written or committed.
     b = r.get("writer_busy_s")
     return "-" if b is None else f"{100 * b / r['seconds']:.0f}%"
+def sched(r):
+    # Share of the run's wall time the writer's thread ran, and was runnable but waited for a core.
+    s = r.get("writer_sched_s")
+    return "-" if not s else " / ".join(f"{100 * x / r['seconds']:.0f}%" for x in s)
 for r in runs:
     bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
     n = max(r["acknowledged"], 1)
@@ -312,7 +334,7 @@ for r in runs:
     print(f"| {r['build']} | {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
           f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
           f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
-          f"{sum(cpu) / r['seconds']:.2f} | {busy(r)} | {r['load_before']} |")
+          f"{sum(cpu) / r['seconds']:.2f} | {busy(r)} | {sched(r)} | {r['load_before']} |")
 def rate(build, batch, c):
     m = [r for r in runs if r["build"] == build and r["batch"] == batch and r["concurrency"] == c]
     return m[0]["deliveries_per_sec"] if m else None
