@@ -241,6 +241,9 @@ pub async fn execute_batch(
     Ok(Executed { tx, outcomes, head: after, in_flight: mine, conflicts })
 }
 
+/// A batch's one statement: deliveries, projection and the tree's new hashes (see the file).
+pub const STORE_SQL: &str = include_str!("sql/store_batch.sql");
+
 /// The head's compare-and-swap (see the file).
 pub const ADVANCE_HEAD_SQL: &str = include_str!("sql/advance_head.sql");
 
@@ -385,7 +388,7 @@ async fn store(
     let mut args = sqlx::postgres::PgArguments::default();
     let bodies: usize = d.body.iter().map(|b| b.len()).sum();
     sqlx::Arguments::reserve(&mut args, 56, 2 * bodies + 4096);
-    let q = sqlx::query_with(include_str!("sql/store_batch.sql"), args);
+    let q = sqlx::query_with(STORE_SQL, args);
     let q = d.bind(q);
     let q = p.events.bind(q);
     let q = p.messages.bind(q);

@@ -573,6 +573,41 @@ async fn the_writers_lookup_probes_indexes_even_when_planned_on_empty_tables() {
     conn.close().await.unwrap();
 }
 
+/// The batch's statement calls none of the schema's SQL functions as a function: each is
+/// inlined into the plan. One PostgreSQL cannot inline (V17: `key_scope` declared STRICT around a
+/// CASE) is parsed, planned and called as a query of its own for every delivery stored.
+#[tokio::test]
+async fn the_batch_statement_runs_no_sql_function_it_could_inline() {
+    let (options, name) = fresh_database().await;
+    let _drop = DropOnSharedServer(name);
+    let mut conn = options.options(ticket_audit::store::WRITE_SESSION).connect().await.expect("connect");
+    let functions: Vec<String> = sqlx::query_scalar(
+        "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'sql' AND n.nspname IN ('public', 'reporting')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(functions.iter().any(|f| f == "key_scope"), "no SQL functions found: {functions:?}");
+    let sql = ticket_audit::store::batch::STORE_SQL;
+    assert!(sql.contains("key_scope("), "the statement no longer calls key_scope: this test checks nothing");
+    sqlx::raw_sql(&format!("PREPARE store AS {sql}")).execute(&mut conn).await.expect("prepare the batch statement");
+    let params: i32 =
+        sqlx::query_scalar("SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = 'store'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let nulls = vec!["NULL"; params as usize].join(", ");
+    let plan: Value = sqlx::query_scalar(&format!("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE store ({nulls})"))
+        .fetch_one(&mut conn)
+        .await
+        .expect("EXPLAIN the batch statement");
+    let text = plan.to_string();
+    let called: Vec<&String> = functions.iter().filter(|f| text.contains(&format!("{f}("))).collect();
+    assert!(called.is_empty(), "called, not inlined: {called:?} in\n{plan:#}");
+    conn.close().await.unwrap();
+}
+
 /// Rows a plan takes from the heap of `tables` (their partitions): every row an index or
 /// sequential scan returned or dropped by its filter, and an index-only scan's heap fetches.
 fn heap_rows(plan: &Value, tables: &[&str], out: &mut Vec<(String, String, f64)>) {
