@@ -387,7 +387,7 @@ async fn store(
     // projected text (messages, commands), not a buffer doubled and copied a dozen times over.
     let mut args = sqlx::postgres::PgArguments::default();
     let bodies: usize = d.body.iter().map(|b| b.len()).sum();
-    sqlx::Arguments::reserve(&mut args, 56, 2 * bodies + 4096);
+    sqlx::Arguments::reserve(&mut args, 56, 2 * bodies + 4096); // $1..$56
     let q = sqlx::query_with(STORE_SQL, args);
     let q = d.bind(q);
     let q = p.events.bind(q);

@@ -108,10 +108,10 @@ impl PgHasArrayType for PgText {
     }
 }
 
+/// Encoded as its borrowed form: one way into a column, through the escape.
 impl Encode<'_, Postgres> for PgText {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        let escaped = escape(&self.0);
-        <&str as Encode<Postgres>>::encode(escaped.as_ref(), buf)
+        PgStr(&self.0).encode_by_ref(buf)
     }
 }
 
@@ -119,12 +119,6 @@ impl Encode<'_, Postgres> for PgText {
 /// deliveries' own strings without copying each into a `String` first.
 #[derive(Debug, Clone, Copy)]
 pub struct PgStr<'a>(pub &'a str);
-
-impl<'a> From<&'a str> for PgStr<'a> {
-    fn from(s: &'a str) -> Self {
-        PgStr(s)
-    }
-}
 
 impl Type<Postgres> for PgStr<'_> {
     fn type_info() -> PgTypeInfo {
