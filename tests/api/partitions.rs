@@ -329,8 +329,11 @@ async fn migrating_a_v7_database_keeps_every_answer_and_verify() {
     assert_eq!(partition_of(&migrated.db, "deliveries", new).await, format!("deliveries_{month}"));
     assert_eq!(partition_of(&migrated.db, "deliveries", 1).await, "deliveries_legacy");
     drop(migrated);
-    drop(source);
+    // `admin` is a connection to the source's database, which dropping `source` removes on a
+    // server given by DATABASE_URL: the copy goes first.
     sqlx::query(&format!("DROP DATABASE IF EXISTS {old_name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    drop(admin);
+    drop(source);
 }
 
 async fn app_traffic(app: &TestApp) {
