@@ -102,6 +102,10 @@ if ! psql "$ADMIN_URL" -Atqc 'select 1' >/dev/null 2>&1; then
     psql "$ADMIN_URL" -Atqc 'select 1' >/dev/null || { echo "cannot reach PostgreSQL at $SERVER_URL" >&2; exit 1; }
 fi
 psql_q() { psql "$(db_url "$1")" -v ON_ERROR_STOP=1 -Atqc "$2"; }
+# Where the server preloads pg_stat_statements, each ingest run also reports its statements'
+# time (the batch statement, the lookup, the head's swap, the classifier): see run_ingest.
+PGSS=0
+case "$(psql_q postgres 'show shared_preload_libraries')" in *pg_stat_statements*) PGSS=1 ;; esac
 CREATED=()
 fresh_db() {
     psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
@@ -282,6 +286,10 @@ run_ingest() {
             # the run is the number of batches, cluster-wide (exact only on an otherwise idle server).
             local xid0 xid1
             xid0=$(psql_q postgres "select txid_current()")
+            if [ "$PGSS" = 1 ]; then
+                psql_q "$db" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+                psql_q "$db" "SELECT pg_stat_statements_reset()" >/dev/null
+            fi
             watch_rss "$OUT/rss"
             local line
             line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
@@ -289,12 +297,19 @@ run_ingest() {
                 --label "batch=$batch" --json)
             unwatch_rss
             xid1=$(psql_q postgres "select txid_current()")
+            # The run's five costliest statements on this database, by total execution time.
+            echo null >"$OUT/statements.json"
+            [ "$PGSS" = 1 ] && psql_q "$db" "select coalesce(json_agg(s), '[]') from (
+                select calls, total_exec_time / 1000 as total_s, mean_exec_time as mean_ms,
+                       left(regexp_replace(query, '\s+', ' ', 'g'), 48) as query
+                from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
+                order by total_exec_time desc limit 5) s" >"$OUT/statements.json"
             svc1=$(cpu_ticks "$SERVICE_PID")
             pg1=$(cpu_ticks $pids)
             busy1=$(writer_busy)
             sched1=$(writer_sched)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
         done
         local stored hot
         stored=$(psql_q "$db" "select count(*) from deliveries")
@@ -335,6 +350,16 @@ for r in runs:
           f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
           f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
           f"{sum(cpu) / r['seconds']:.2f} | {busy(r)} | {sched(r)} | {r['load_before']} |")
+# Where pg_stat_statements is loaded: each run's costliest statements, as shares of its wall time
+# (the batch statement's share is the serial part of the pipeline; see docs/performance.md).
+timed = [r for r in runs if r.get("statements")]
+if timed:
+    print()
+    print("Statements by execution time (pg_stat_statements; share of the run's wall time, calls, mean):")
+    for r in timed:
+        parts = [f"{100 * t['total_s'] / r['seconds']:.0f}% {t['calls']}x {t['mean_ms']:.2f} ms `{t['query'].strip()}`"
+                 for t in r["statements"]]
+        print(f"- {r['build']} batch {r['batch']}, {r['concurrency']} senders: " + "; ".join(parts))
 def rate(build, batch, c):
     m = [r for r in runs if r["build"] == build and r["batch"] == batch and r["concurrency"] == c]
     return m[0]["deliveries_per_sec"] if m else None
