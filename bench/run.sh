@@ -285,11 +285,11 @@ run_ingest() {
             # Transaction ids are taken by every batch (it locks the ledger head): their count over
             # the run is the number of batches, cluster-wide (exact only on an otherwise idle server).
             local xid0 xid1
-            xid0=$(psql_q postgres "select txid_current()")
-            if [ "$PGSS" = 1 ]; then
-                psql_q "$db" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
-                psql_q "$db" "SELECT pg_stat_statements_reset()" >/dev/null
+            if [ "$PGSS" = 1 ] && ! psql_q "$db" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null; then
+                echo "pg_stat_statements: cannot create or reset it as this user; statements not reported" >&2
+                PGSS=0
             fi
+            xid0=$(psql_q postgres "select txid_current()")
             watch_rss "$OUT/rss"
             local line
             line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
@@ -299,7 +299,7 @@ run_ingest() {
             xid1=$(psql_q postgres "select txid_current()")
             # The run's five costliest statements on this database, by total execution time.
             echo null >"$OUT/statements.json"
-            [ "$PGSS" = 1 ] && psql_q "$db" "select coalesce(json_agg(s), '[]') from (
+            [ "$PGSS" = 1 ] && psql_q "$db" "select coalesce(json_agg(s), 'null') from (
                 select calls, total_exec_time / 1000 as total_s, mean_exec_time as mean_ms,
                        left(regexp_replace(query, '\s+', ' ', 'g'), 48) as query
                 from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
