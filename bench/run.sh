@@ -23,6 +23,8 @@
 #   --db-prefix P              name the databases P_* (default ta_bench)
 #   --baseline BIN             ingest: also run another build of ticket-audit (e.g. main's, from a
 #                              git worktree) in the same run, interleaved, and print the ratio
+#   --rounds 1                 ingest: run every (build, senders) this many times; the builds take
+#                              turns going first, and the ratio is of the rounds' sums
 #   --service BIN              ingest: this build instead of building the checkout's
 #   --collate C                create the databases with this LC_COLLATE (the private cluster uses C;
 #                              a server whose default is C.UTF-8 or en_US compares text by locale)
@@ -34,6 +36,7 @@ PART=ingest
 CONCURRENCY="8 64 256"
 BATCHES="256 1"
 DURATION=10
+ROUNDS=1
 INGEST_LINES=100000
 SMALL=100000
 LARGE=1000000
@@ -54,6 +57,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONCURRENCY=$2; shift ;;
         --batches) BATCHES=$2; shift ;;
         --duration) DURATION=$2; shift ;;
+        --rounds) ROUNDS=$2; shift ;;
         --ingest-lines) INGEST_LINES=$2; shift ;;
         --small) SMALL=$2; shift ;;
         --large) LARGE=$2; shift ;;
@@ -108,7 +112,7 @@ PGSS=0
 case "$(psql_q postgres 'show shared_preload_libraries')" in *pg_stat_statements*) PGSS=1 ;; esac
 CREATED=()
 fresh_db() {
-    psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
+    PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
     if [ -n "$COLLATE" ]; then
         psql_q postgres "CREATE DATABASE $1 TEMPLATE template0 LC_COLLATE '$COLLATE'"
     else
@@ -257,22 +261,36 @@ run_ingest() {
     : >"$rows"
     local variants="this:$SERVICE"
     [ -n "$BASELINE" ] && variants="$variants baseline:$BASELINE"
+    # Every run has a fresh database of its own, dropped once the run is done (unless --keep), and
+    # starts just after a checkpoint. Run one after another on one database, or with the last
+    # build's database left behind, the second build ran while the first one's writes were
+    # being checkpointed and vacuumed, and lost up to a fifth to that (2026-12-02,
+    # bench/README.md). The builds take turns going first.
     for batch in $BATCHES; do
-      for variant in $variants; do
-        local name=${variant%%:*}
-        BIN=${variant#*:}
-        local db=${DB_PREFIX}_ingest_b${batch}_$name
-        say "WRITE_BATCH_MAX=$batch, $name build ($BIN): fresh database $db, service on :$PORT"
-        fresh_db "$db"
-        start_service "$db" "$OUT/service-ingest-b$batch-$name.log" WRITE_BATCH_MAX="$batch"
-        # Warm-up (not reported): connections, prepared statements, the first pages.
-        "$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
-            --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup >&2
-        for c in $CONCURRENCY; do
+      for round in $(seq 1 "$ROUNDS"); do
+      local step=0
+      for c in $CONCURRENCY; do
+        # At each sender count, the other build goes first in the next round.
+        local order=$variants
+        [ $(((round + step) % 2)) = 0 ] && order=$(echo "$variants" | tr ' ' '\n' | tac | tr '\n' ' ')
+        step=$((step + 1))
+        for variant in $order; do
+            local name=${variant%%:*}
+            BIN=${variant#*:}
+            local db=${DB_PREFIX}_ingest_b${batch}_$name
+            say "WRITE_BATCH_MAX=$batch, $c senders, round $round, $name build ($BIN): fresh database $db, service on :$PORT"
+            fresh_db "$db"
+            start_service "$db" "$OUT/service-ingest-b$batch-$name.log" WRITE_BATCH_MAX="$batch"
+            # Warm-up (not reported): connections, prepared statements, the first pages.
+            "$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
+                --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup >&2
             # Statistics and dead rows as autovacuum would keep them (this server may run without
             # it, as CI's does): a prepared statement planned on an empty table keeps scanning it
             # whole until its table is analyzed.
             psql_q "$db" "VACUUM ANALYZE"
+            # Needs superuser or pg_checkpoint; without either, runs start wherever the last
+            # checkpoint left them.
+            psql_q postgres "CHECKPOINT" >/dev/null 2>&1 || true
             local load pids svc0 pg0 svc1 pg1
             load=$(load_average)
             pids=$(pg_pids "$db")
@@ -310,19 +328,21 @@ run_ingest() {
             sched1=$(writer_sched)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
+            local stored hot
+            stored=$(psql_q "$db" "select count(*) from deliveries")
+            # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
+            hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
+            echo "{\"build\": \"$name\", \"batch\": $batch, \"senders\": $c, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
+            stop_service
+            [ "$KEEP" = 1 ] || PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         done
-        local stored hot
-        stored=$(psql_q "$db" "select count(*) from deliveries")
-        # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
-        hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
-        echo "{\"build\": \"$name\", \"batch\": $batch, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
-        stop_service
+      done
       done
     done
     BIN=
     cat "$rows" >>"$RESULTS"
     machine
-    echo "command: bench/run.sh ingest --concurrency \"$CONCURRENCY\" --batches \"$BATCHES\" --duration $DURATION --tickets $TICKETS${BASELINE:+ --baseline $BASELINE}"
+    echo "command: bench/run.sh ingest --concurrency \"$CONCURRENCY\" --batches \"$BATCHES\" --duration $DURATION --rounds $ROUNDS --tickets $TICKETS${BASELINE:+ --baseline $BASELINE}"
     python3 - "$rows" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -361,8 +381,9 @@ if timed:
                  for t in r["statements"]]
         print(f"- {r['build']} batch {r['batch']}, {r['concurrency']} senders: " + "; ".join(parts))
 def rate(build, batch, c):
+    # Summed over the rounds: the ratio of two sums, each build having gone first as often.
     m = [r for r in runs if r["build"] == build and r["batch"] == batch and r["concurrency"] == c]
-    return m[0]["deliveries_per_sec"] if m else None
+    return sum(r["deliveries_per_sec"] for r in m) if m else None
 batches = sorted({r["batch"] for r in runs}, reverse=True)
 senders = sorted({r["concurrency"] for r in runs})
 if len(batches) >= 2:
@@ -386,7 +407,7 @@ if len(builds) >= 2:
                 print(f"| {batch} | {c} | {a / z:.2f}x |")
 print()
 for f in final:
-    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored; {f.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
+    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}, {f.get('senders', '?')} senders: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored; {f.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
 EOF
 }
 
