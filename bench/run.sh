@@ -264,7 +264,7 @@ run_ingest() {
     # Every run has a fresh database of its own, dropped once the run is done (unless --keep), and
     # starts just after a checkpoint. Run one after another on one database, or with the last
     # build's database left behind, the second build ran while the first one's writes were
-    # being checkpointed and vacuumed, and lost up to a fifth to that (2026-12-02,
+    # being checkpointed and vacuumed, and lost up to a quarter to that (2026-12-02,
     # bench/README.md). The builds take turns going first.
     for batch in $BATCHES; do
       for round in $(seq 1 "$ROUNDS"); do
@@ -282,8 +282,10 @@ run_ingest() {
             fresh_db "$db"
             start_service "$db" "$OUT/service-ingest-b$batch-$name.log" WRITE_BATCH_MAX="$batch"
             # Warm-up (not reported): connections, prepared statements, the first pages.
-            "$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
-                --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup >&2
+            local warm warm_new
+            warm=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
+                --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup --json)
+            warm_new=$(echo "$warm" | python3 -c "import json,sys; print(json.load(sys.stdin)['statuses'].get('202', 0))")
             # Statistics and dead rows as autovacuum would keep them (this server may run without
             # it, as CI's does): a prepared statement planned on an empty table keeps scanning it
             # whole until its table is analyzed.
@@ -332,7 +334,7 @@ run_ingest() {
             stored=$(psql_q "$db" "select count(*) from deliveries")
             # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
             hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
-            echo "{\"build\": \"$name\", \"batch\": $batch, \"senders\": $c, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
+            echo "{\"build\": \"$name\", \"batch\": $batch, \"senders\": $c, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"warm_new\": $warm_new, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
             stop_service
             [ "$KEEP" = 1 ] || PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         done
@@ -347,7 +349,6 @@ run_ingest() {
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 runs = [r for r in rows if "concurrency" in r]
-final = [r for r in rows if "final_hwm_kb" in r]
 builds = list(dict.fromkeys(r["build"] for r in runs))
 print()
 print("| build | WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
@@ -406,8 +407,23 @@ if len(builds) >= 2:
             if a and z:
                 print(f"| {batch} | {c} | {a / z:.2f}x |")
 print()
-for f in final:
-    print(f"{f['build']} build, WRITE_BATCH_MAX={f['batch']}, {f.get('senders', '?')} senders: service peak memory (VmHWM) {f['final_hwm_kb']/1024:.1f} MB; {f['stored']} deliveries stored; {f.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
+# The loss check: each run has a database of its own, so what it stored must be exactly what was
+# acknowledged as new (202) in its warm-up and its run; fewer would be an acknowledged delivery lost.
+lost = 0
+previous = None
+for r in rows:
+    if "concurrency" in r:
+        previous = r
+        continue
+    if "final_hwm_kb" not in r:
+        continue
+    acked = r["warm_new"] + previous["statuses"].get("202", 0)
+    verdict = "all stored" if r["stored"] == acked else f"MISMATCH: {acked} acknowledged as new"
+    lost += r["stored"] != acked
+    print(f"{r['build']} build, WRITE_BATCH_MAX={r['batch']}, {r['senders']} senders: service peak memory (VmHWM) {r['final_hwm_kb']/1024:.1f} MB; "
+          f"{r['stored']} deliveries stored ({verdict}); {r.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
+print("loss check: " + ("every delivery acknowledged as new is stored, and nothing else" if not lost else f"{lost} runs stored other than they acknowledged"))
+sys.exit(1 if lost else 0)
 EOF
 }
 
