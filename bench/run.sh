@@ -282,10 +282,11 @@ run_ingest() {
             fresh_db "$db"
             start_service "$db" "$OUT/service-ingest-b$batch-$name.log" WRITE_BATCH_MAX="$batch"
             # Warm-up (not reported): connections, prepared statements, the first pages.
-            local warm warm_new
-            warm=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
-                --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup --json)
-            warm_new=$(echo "$warm" | python3 -c "import json,sys; print(json.load(sys.stdin)['statuses'].get('202', 0))")
+            # Its new deliveries (202) count in the run's loss check.
+            local warm_new
+            warm_new=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
+                --concurrency 8 --count 2000 --id-prefix "warm-" --label warmup --json |
+                python3 -c "import json,sys; print(json.load(sys.stdin)['statuses'].get('202', 0))")
             # Statistics and dead rows as autovacuum would keep them (this server may run without
             # it, as CI's does): a prepared statement planned on an empty table keeps scanning it
             # whole until its table is analyzed.
@@ -329,12 +330,11 @@ run_ingest() {
             busy1=$(writer_busy)
             sched1=$(writer_sched)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
             local stored hot
             stored=$(psql_q "$db" "select count(*) from deliveries")
             # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
             hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
-            echo "{\"build\": \"$name\", \"batch\": $batch, \"senders\": $c, \"final_hwm_kb\": $(process_peak), \"stored\": $stored, \"warm_new\": $warm_new, \"hot_ticket_updates_pct\": $hot}" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, stored=$stored, warm_new=$warm_new, hot_ticket_updates_pct=$hot, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
             stop_service
             [ "$KEEP" = 1 ] || PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         done
@@ -410,18 +410,12 @@ print()
 # The loss check: each run has a database of its own, so what it stored must be exactly what was
 # acknowledged as new (202) in its warm-up and its run; fewer would be an acknowledged delivery lost.
 lost = 0
-previous = None
-for r in rows:
-    if "concurrency" in r:
-        previous = r
-        continue
-    if "final_hwm_kb" not in r:
-        continue
-    acked = r["warm_new"] + previous["statuses"].get("202", 0)
+for r in runs:
+    acked = r["warm_new"] + r["statuses"].get("202", 0)
     verdict = "all stored" if r["stored"] == acked else f"MISMATCH: {acked} acknowledged as new"
     lost += r["stored"] != acked
-    print(f"{r['build']} build, WRITE_BATCH_MAX={r['batch']}, {r['senders']} senders: service peak memory (VmHWM) {r['final_hwm_kb']/1024:.1f} MB; "
-          f"{r['stored']} deliveries stored ({verdict}); {r.get('hot_ticket_updates_pct', '?')}% of ticket updates HOT")
+    print(f"{r['build']} build, WRITE_BATCH_MAX={r['batch']}, {r['concurrency']} senders: service peak memory (VmHWM) {r['hwm_kb']/1024:.1f} MB; "
+          f"{r['stored']} deliveries stored ({verdict}); {r['hot_ticket_updates_pct']}% of ticket updates HOT")
 print("loss check: " + ("every delivery acknowledged as new is stored, and nothing else" if not lost else f"{lost} runs stored other than they acknowledged"))
 sys.exit(1 if lost else 0)
 EOF
