@@ -173,6 +173,13 @@ pg_pids() {
                      or backend_type in ('walwriter', 'checkpointer', 'background writer')" | tr '\n' ' '
 }
 load_average() { cut -d' ' -f1-3 /proc/loadavg; }
+# The whole machine's CPU time so far, in clock ticks, "BUSY STEAL IDLE" (/proc/stat, every
+# core): busy is user, nice, system, irq and softirq (anyone's, the kernel's networking too),
+# steal is time the hypervisor gave the virtual cores to someone else, idle counts iowait.
+# Over a run, their shares tell whether the cores were ours, busy, or waiting for the writer.
+machine_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9, $5 + $6 }' /proc/stat
+}
 # Seconds the service's writer has spent with a batch being written or committed (the sum of
 # ticket_audit_writer_busy_seconds); "null" where the build does not export it.
 writer_busy() {
@@ -311,11 +318,14 @@ run_ingest() {
                 PGSS=0
             fi
             xid0=$(psql_q postgres "select txid_current()")
+            local mach0 mach1
+            mach0=$(machine_ticks)
             watch_rss "$OUT/rss"
             local line
             line=$("$LOADGEN" ingest --url "http://127.0.0.1:$PORT" --file "$data" --secret "$SECRET" \
                 --concurrency "$c" --duration "$DURATION" --id-prefix "b${batch}c${c}$name-" \
                 --label "batch=$batch" --json)
+            mach1=$(machine_ticks)
             unwatch_rss
             xid1=$(psql_q postgres "select txid_current()")
             # The run's five costliest statements on this database, by total execution time.
@@ -334,7 +344,7 @@ run_ingest() {
             stored=$(psql_q "$db" "select count(*) from deliveries")
             # Share of ticket row updates that were HOT (no new index entries): see migrations/V8.
             hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
-            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, stored=$stored, warm_new=$warm_new, hot_ticket_updates_pct=$hot, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))]); print(json.dumps(r))" >>"$rows"
+            echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, stored=$stored, warm_new=$warm_new, hot_ticket_updates_pct=$hot, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))], machine_ticks=[b - a for a, b in zip(map(int, '$mach0'.split()), map(int, '$mach1'.split()))]); print(json.dumps(r))" >>"$rows"
             stop_service
             [ "$KEEP" = 1 ] || PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         done
@@ -352,8 +362,8 @@ runs = [r for r in rows if "concurrency" in r]
 builds = list(dict.fromkeys(r["build"] for r in runs))
 print()
 print("| build | WRITE_BATCH_MAX | senders | deliveries/s | p50 ms | p99 ms | max ms | non-2xx | peak RSS MB (run / process) "
-      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | writer busy | writer thread on a core / waiting for one | load avg before |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|")
+      "| deliveries per transaction | CPU µs per delivery: service / PostgreSQL / load generator | cores busy | writer busy | writer thread on a core / waiting for one | machine: busy / stolen / idle | load avg before |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|")
 def busy(r):
     # Share of the run's wall time with a batch being written or committed.
     b = r.get("writer_busy_s")
@@ -362,6 +372,10 @@ def sched(r):
     # Share of the run's wall time the writer's thread ran, and was runnable but waited for a core.
     s = r.get("writer_sched_s")
     return "-" if not s else " / ".join(f"{100 * x / r['seconds']:.0f}%" for x in s)
+def machine(r):
+    # The whole machine over the run: busy (anyone's), stolen by the hypervisor, idle.
+    m = r.get("machine_ticks")
+    return "-" if not m or not sum(m) else " / ".join(f"{100 * x / sum(m):.0f}%" for x in m)
 for r in runs:
     bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
     n = max(r["acknowledged"], 1)
@@ -370,7 +384,7 @@ for r in runs:
     print(f"| {r['build']} | {r['batch']} | {r['concurrency']} | {r['deliveries_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
           f"{r['max_ms']:.1f} | {bad} | {r['rss_kb']/1024:.1f} / {r['hwm_kb']/1024:.1f} | "
           f"{r['acknowledged'] / max(r['transactions'], 1):.1f} | {per} | "
-          f"{sum(cpu) / r['seconds']:.2f} | {busy(r)} | {sched(r)} | {r['load_before']} |")
+          f"{sum(cpu) / r['seconds']:.2f} | {busy(r)} | {sched(r)} | {machine(r)} | {r['load_before']} |")
 # Where pg_stat_statements is loaded: each run's costliest statements, as shares of its wall time
 # (the batch statement's share is the serial part of the pipeline; see docs/performance.md).
 timed = [r for r in runs if r.get("statements")]
