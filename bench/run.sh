@@ -135,7 +135,7 @@ cleanup() {
     [ -n "$RSS_PID" ] && kill "$RSS_PID" 2>/dev/null || true
     stop_service
     if [ "$KEEP" = 0 ]; then
-        for db in "${CREATED[@]}"; do psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+        for db in "${CREATED[@]}"; do PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
     fi
 }
 trap cleanup EXIT
