@@ -511,9 +511,9 @@ pub fn deadlock(e: &sqlx::Error) -> bool {
 }
 
 /// Turns the record to `recorded_at`'s month if due, as the writer does: as its role, in a
-/// transaction holding the ledger head. A deadlock with the app's classifier (reading the
-/// record's tables while the month turns) is broken by the server, and the turn tried again, as
-/// the writer's batch is.
+/// transaction holding the ledger head. Should the turn give up trying for its locks at once
+/// (V18: after a second of a reader holding one) and then deadlock with the app's classifier,
+/// the server breaks it, and the turn is tried again, as the writer's batch is.
 pub async fn turn_as_writer(
     db: &PgPool,
     head_at: Option<time::OffsetDateTime>,

@@ -413,3 +413,62 @@ async fn the_writers_first_batch_of_a_month_turns_it() {
     let verified = cli(&["verify"], &[("DATABASE_URL", &database_url(&app.db_name))]).output().unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
 }
+
+/// A reader that holds one of the record's tables and then reads another (as a classify step
+/// reads messages, then deliveries) while the month turns is not deadlocked by the turn (V18):
+/// the turn takes every table at once or holds none while it waits. With V9's turn, which took
+/// them one by one, the reader's second read waited for the turn holding `deliveries` while the
+/// turn waited for the reader's `messages`, until the server broke the deadlock.
+#[tokio::test]
+async fn a_month_turn_beside_a_reader_of_two_tables_lets_the_reader_finish_and_then_turns() {
+    let app = spawn_app().await;
+    app.deliver(&message("T-1", "u", "a", &[("ls", "ok")])).await;
+    let now = time::OffsetDateTime::now_utc();
+    let in_next = time::PrimitiveDateTime::new(next_month(month_of(now)), time::Time::MIDNIGHT).assume_utc();
+
+    let mut reader = raw_connection(&app.db.connect_options()).await;
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    sqlx::query("SELECT count(*) FROM messages").execute(&mut reader).await.unwrap();
+
+    // The turn as the writer runs it, on a connection of its own, without retrying a deadlock.
+    let mut turner = raw_connection(&app.db.connect_options()).await;
+    let turner_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut turner).await.unwrap();
+    let turn = tokio::spawn(async move {
+        let mut tx = turner.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
+        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
+        let turned = partitions::turn_if_due(&mut tx, Some(now), in_next).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(turned)
+    });
+    // Until the turn is held up by the reader: waiting for a lock (V9) or between tries (V18).
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "SELECT coalesce(bool_or(wait_event_type = 'Lock' OR wait_event = 'PgSleep'), false) \
+             FROM pg_stat_activity WHERE pid = $1",
+        )
+        .bind(turner_pid)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if held {
+            break;
+        }
+        assert!(!turn.is_finished(), "the turn did not wait for the reader holding messages");
+        tokio::task::yield_now().await;
+    }
+
+    // The reader's second table, then its commit: neither waits for the turn.
+    let second = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deliveries").fetch_one(&mut reader).await;
+    assert_eq!(second.map_err(|e| e.to_string()), Ok(1), "the reader's second read");
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+
+    // And the turn then goes through, at head + 1.
+    let turned = turn.await.unwrap().map_err(|e| e.to_string());
+    assert_eq!(turned, Ok(Some(2)), "the turn");
+    let mut conn = app.db.acquire().await.unwrap();
+    for table in partitions::TABLES {
+        let parts = partitions::list(&mut conn, table).await.unwrap();
+        assert_eq!(parts.last().map(|p| (p.from, p.to)), Some((Some(2), None)), "{table}");
+    }
+}
