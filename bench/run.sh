@@ -111,8 +111,10 @@ psql_q() { psql "$(db_url "$1")" -v ON_ERROR_STOP=1 -Atqc "$2"; }
 PGSS=0
 case "$(psql_q postgres 'show shared_preload_libraries')" in *pg_stat_statements*) PGSS=1 ;; esac
 CREATED=()
+# Drops database $1 if it is there (without the server's NOTICE when it is not).
+drop_db() { PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"; }
 fresh_db() {
-    PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
+    drop_db "$1"
     if [ -n "$COLLATE" ]; then
         psql_q postgres "CREATE DATABASE $1 TEMPLATE template0 LC_COLLATE '$COLLATE'"
     else
@@ -135,7 +137,7 @@ cleanup() {
     [ -n "$RSS_PID" ] && kill "$RSS_PID" 2>/dev/null || true
     stop_service
     if [ "$KEEP" = 0 ]; then
-        for db in "${CREATED[@]}"; do PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+        for db in "${CREATED[@]}"; do drop_db "$db" || true; done
     fi
 }
 trap cleanup EXIT
@@ -180,19 +182,14 @@ load_average() { cut -d' ' -f1-3 /proc/loadavg; }
 machine_ticks() {
     awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9, $5 + $6 }' /proc/stat
 }
-# Seconds the service's writer has spent with a batch being written or committed (the sum of
-# ticket_audit_writer_busy_seconds); "null" where the build does not export it.
-writer_busy() {
+# A sample of the service's /metrics, by its full name; "null" where the build does not export it.
+# Used for ticket_audit_writer_busy_seconds_sum (seconds the writer has spent with a batch being
+# written or committed) and ticket_audit_write_batch_size_count (batches written: counted by the
+# writer, so unlike transaction ids it leaves out the classifier's steps and anything else the
+# server runs).
+service_metric() {
     curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-        awk '$1 == "ticket_audit_writer_busy_seconds_sum" { print $2; f = 1 } END { if (!f) print "null" }'
-}
-
-# Batches the service's writer has written so far (ticket_audit_write_batch_size_count); "null"
-# where the build does not export it. Counted by the writer, so unlike transaction ids it leaves
-# out the classifier's steps and anything else the server runs.
-writer_batches() {
-    curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-        awk '$1 == "ticket_audit_write_batch_size_count" { print $2; f = 1 } END { if (!f) print "null" }'
+        awk -v name="$1" '$1 == name { print $2; f = 1 } END { if (!f) print "null" }'
 }
 
 # The writer thread's time so far, in ns, "ON_CPU WAITING": on a core, and runnable but waiting
@@ -315,13 +312,14 @@ run_ingest() {
             svc0=$(cpu_ticks "$SERVICE_PID")
             pg0=$(cpu_ticks $pids)
             local busy0 busy1
-            busy0=$(writer_busy)
+            busy0=$(service_metric ticket_audit_writer_busy_seconds_sum)
             local batches0 batches1
-            batches0=$(writer_batches)
+            batches0=$(service_metric ticket_audit_write_batch_size_count)
             local sched0 sched1
             sched0=$(writer_sched)
-            # Transaction ids are taken by every transaction on the server: their count is the number
-            # of batches only where the build does not count them (writer_batches) and nothing else runs.
+            # Transaction ids are taken by every transaction on the server: their count is the
+            # number of batches only where nothing else runs. The fallback for builds that do not
+            # count their batches (ticket_audit_write_batch_size).
             local xid0 xid1
             if [ "$PGSS" = 1 ] && ! psql_q "$db" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null; then
                 echo "pg_stat_statements: cannot create or reset it as this user; statements not reported" >&2
@@ -347,8 +345,8 @@ run_ingest() {
                 order by total_exec_time desc limit 5) s" >"$OUT/statements.json"
             svc1=$(cpu_ticks "$SERVICE_PID")
             pg1=$(cpu_ticks $pids)
-            busy1=$(writer_busy)
-            batches1=$(writer_batches)
+            busy1=$(service_metric ticket_audit_writer_busy_seconds_sum)
+            batches1=$(service_metric ticket_audit_write_batch_size_count)
             sched1=$(writer_sched)
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"$name batch {$batch:>3} c={r['concurrency']:<4} {r['deliveries_per_sec']:8.0f}/s  p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  {r['statuses']}\")" >&2
             local stored hot
@@ -357,7 +355,7 @@ run_ingest() {
             hot=$(psql_q "$db" "select coalesce(round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0)), 0) from pg_stat_user_tables where relname = 'tickets'")
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(build='$name', batch=$batch, stored=$stored, warm_new=$warm_new, hot_ticket_updates_pct=$hot, rss_kb=int(open('$OUT/rss').read()), hwm_kb=$(process_peak), load_before='$load', service_cpu_s=($svc1-$svc0)/$(getconf CLK_TCK), postgres_cpu_s=($pg1-$pg0)/$(getconf CLK_TCK), transactions=$xid1-$xid0-1, writer_busy_s=None if 'null' in ('$busy0', '$busy1') else $busy1-$busy0, batches=None if 'null' in ('$batches0', '$batches1') else $batches1-$batches0, statements=json.load(open('$OUT/statements.json')), writer_sched_s=None if 'null' in ('$sched0', '$sched1') else [(b - a) / 1e9 for a, b in zip(map(int, '$sched0'.split()), map(int, '$sched1'.split()))], machine_ticks=[b - a for a, b in zip(map(int, '$mach0'.split()), map(int, '$mach1'.split()))]); print(json.dumps(r))" >>"$rows"
             stop_service
-            [ "$KEEP" = 1 ] || PGOPTIONS="-c client_min_messages=warning" psql_q postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+            [ "$KEEP" = 1 ] || drop_db "$db"
         done
       done
       done

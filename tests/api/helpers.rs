@@ -510,8 +510,22 @@ pub fn deadlock(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40P01"))
 }
 
-/// Turns the record to `recorded_at`'s month if due, as the writer does: as its role, in a
-/// transaction holding the ledger head. Should the turn give up trying for its locks at once
+/// Turns the record to `recorded_at`'s month if due, once, as the writer does: as its role, in a
+/// transaction on `conn` holding the ledger head, committed when the turn succeeds.
+pub async fn turn_once(
+    conn: &mut PgConnection,
+    head_at: Option<time::OffsetDateTime>,
+    recorded_at: time::OffsetDateTime,
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await?;
+    sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await?;
+    let first = ticket_audit::store::partitions::turn_if_due(&mut tx, head_at, recorded_at).await?;
+    tx.commit().await?;
+    Ok(first)
+}
+
+/// [`turn_once`], on a connection of `db`. Should the turn give up trying for its locks at once
 /// (V18: after a second of a reader holding one) and then deadlock with the app's classifier,
 /// the server breaks it, and the turn is tried again, as the writer's batch is.
 pub async fn turn_as_writer(
@@ -521,16 +535,9 @@ pub async fn turn_as_writer(
 ) -> Option<i64> {
     for _ in 0..10 {
         let mut conn = db.acquire().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
-        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
-        match ticket_audit::store::partitions::turn_if_due(&mut tx, head_at, recorded_at).await {
+        match turn_once(&mut conn, head_at, recorded_at).await {
             Err(e) if deadlock(&e) => continue,
-            first => {
-                let first = first.unwrap();
-                tx.commit().await.unwrap();
-                return first;
-            }
+            first => return first.unwrap(),
         }
     }
     panic!("the month turn deadlocked ten times")

@@ -433,14 +433,7 @@ async fn a_month_turn_beside_a_reader_of_two_tables_lets_the_reader_finish_and_t
     // The turn as the writer runs it, on a connection of its own, without retrying a deadlock.
     let mut turner = raw_connection(&app.db.connect_options()).await;
     let turner_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut turner).await.unwrap();
-    let turn = tokio::spawn(async move {
-        let mut tx = turner.begin().await.unwrap();
-        sqlx::query("SET LOCAL ROLE ticket_audit_writer").execute(&mut *tx).await.unwrap();
-        sqlx::query("SELECT 1 FROM ledger_head FOR UPDATE").execute(&mut *tx).await.unwrap();
-        let turned = partitions::turn_if_due(&mut tx, Some(now), in_next).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(turned)
-    });
+    let turn = tokio::spawn(async move { turn_once(&mut turner, Some(now), in_next).await });
     // Until the turn is held up by the reader: waiting for a lock (V9) or between tries (V18).
     loop {
         let held: bool = sqlx::query_scalar(
